@@ -1,0 +1,38 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both create .venv if missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS ?= dev,train
+
+.PHONY: run test test-fast venv installer benchmarks clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+# Reinstall whenever pyproject.toml changes.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/radreview resources/demo
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m "not slow"
+
+benchmarks: $(STAMP)
+	for f in tests/benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
+installer: $(STAMP)
+	$(BIN)/python -m pip install -e ".[installer]"
+	$(BIN)/python installer/build.py
+
+clean:
+	rm -rf build dist .pytest_cache

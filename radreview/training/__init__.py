@@ -1,0 +1,1 @@
+"""radreview.training."""
