@@ -1,0 +1,1 @@
+"""Sub-commands of the radreview command; see radreview.cli."""

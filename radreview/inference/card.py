@@ -1,0 +1,257 @@
+"""The model card: what a radreview ``.onnx`` file says about itself.
+
+A radreview model is one ONNX file with
+- input ``image``: float32 [N, 3, H, W], already normalised as ``card.input`` says;
+- output ``logits``: float32 [N, K], one column per label in ``card.labels`` (``label.index``);
+- output ``cam``: float32 [N, K, h, w], class-activation maps in logit units, computed inside the
+  graph from the last feature map and the classifier weights (exact CAM for a global-average-
+  pool + linear head: ``logit_k = mean(cam_k) + bias_k``).
+The card is JSON in the model's metadata under the key :data:`CARD_METADATA_KEY`.
+
+Several tasks may share one backbone: each label names its ``task`` (``region``, ``fracture``,
+``hardware``, ``abnormality``, ``dislocation``...), so one forward pass answers all of them.
+
+This module is pure Python (json, hashlib); ``onnx`` is imported lazily only to read or write
+files, so that the card can be built and validated anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+CARD_METADATA_KEY = "radreview.model_card"
+CARD_SCHEMA = "radreview.model_card/1"
+INTENDED_USE = "Research use only, not for clinical diagnosis."
+
+Activation = Literal["sigmoid", "softmax"]
+TASKS = ("region", "fracture", "hardware", "abnormality", "dislocation")
+
+
+class ModelCardError(ValueError):
+    """A model file's card is missing or malformed; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class OperatingPoints:
+    """Probability thresholds of one label.
+
+    ``possible`` is a high-sensitivity threshold, ``likely`` a high-specificity one
+    (``possible <= likely``). ``youden`` is kept for reference when known.
+    """
+
+    possible: float
+    likely: float
+    youden: float | None = None
+
+    def tier(self, probability: float) -> str:
+        """'likely', 'possible' or 'below' for a probability."""
+        if probability >= self.likely:
+            return "likely"
+        if probability >= self.possible:
+            return "possible"
+        return "below"
+
+
+@dataclass(frozen=True)
+class LabelCard:
+    """One output column of ``logits`` (and one map of ``cam``)."""
+
+    name: str  # e.g. "fractured", "hand", "hardware"
+    task: str  # e.g. "fracture", "region"
+    index: int  # column in logits / channel in cam
+    activation: Activation = "sigmoid"  # softmax is taken over the labels of the same task
+    operating_points: OperatingPoints | None = None
+    display_name: str = ""
+    # For the chain: this label is shown only when the region model found one of these
+    # regions (empty: applies to every region).
+    applies_to_regions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InputCard:
+    """How displayed pixels become the ``image`` tensor."""
+
+    height: int
+    width: int
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # "letterbox": aspect-preserving resize, padded with ``pad_value`` (on the 0..1 scale)
+    resize: Literal["letterbox", "stretch"] = "letterbox"
+    pad_value: float = 0.0
+    # The source pixels are the viewer's displayed 8-bit image (default window, bone white),
+    # scaled to 0..1 and repeated over 3 channels.
+    pixel_source: Literal["display_uint8"] = "display_uint8"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    version: str
+    labels: tuple[LabelCard, ...]
+    input: InputCard
+    architecture: str = ""
+    description: str = ""
+    training_data: dict[str, Any] = field(default_factory=dict)  # source, licence, attribution, counts
+    validation: dict[str, Any] = field(default_factory=dict)  # per label: auc, ci, n, split
+    training_run: dict[str, Any] = field(default_factory=dict)  # command, seed, hardware, duration
+    licence: str = ""
+    intended_use: str = INTENDED_USE
+    weights_sha256: str = ""
+    created: str = ""
+    schema: str = CARD_SCHEMA
+
+    # -- queries -------------------------------------------------------------------------
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(label.task for label in self.labels))
+
+    def labels_of(self, task: str) -> tuple[LabelCard, ...]:
+        return tuple(label for label in self.labels if label.task == task)
+
+    # -- (de)serialisation -----------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "model card") -> ModelCard:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelCardError(f"{source}: the model card is not valid JSON ({exc})") from exc
+        return cls.from_dict(raw, source)
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "model card") -> ModelCard:
+        def need(mapping: Any, key: str, where: str) -> Any:
+            if not isinstance(mapping, dict) or key not in mapping:
+                raise ModelCardError(f"{source}: the model card has no '{where}{key}'")
+            return mapping[key]
+
+        if not isinstance(raw, dict):
+            raise ModelCardError(f"{source}: the model card is not a JSON object")
+        schema = raw.get("schema", "")
+        if schema != CARD_SCHEMA:
+            raise ModelCardError(f"{source}: unknown model card schema {schema!r} (expected {CARD_SCHEMA})")
+        try:
+            raw_input = need(raw, "input", "")
+            input_card = InputCard(
+                height=int(need(raw_input, "height", "input.")),
+                width=int(need(raw_input, "width", "input.")),
+                mean=tuple(float(v) for v in raw_input.get("mean", InputCard.mean)),  # type: ignore[arg-type]
+                std=tuple(float(v) for v in raw_input.get("std", InputCard.std)),  # type: ignore[arg-type]
+                resize=raw_input.get("resize", "letterbox"),
+                pad_value=float(raw_input.get("pad_value", 0.0)),
+                pixel_source=raw_input.get("pixel_source", "display_uint8"),
+            )
+            labels = []
+            for i, raw_label in enumerate(need(raw, "labels", "")):
+                ops = raw_label.get("operating_points")
+                labels.append(
+                    LabelCard(
+                        name=str(need(raw_label, "name", f"labels[{i}].")),
+                        task=str(need(raw_label, "task", f"labels[{i}].")),
+                        index=int(need(raw_label, "index", f"labels[{i}].")),
+                        activation=raw_label.get("activation", "sigmoid"),
+                        operating_points=OperatingPoints(**ops) if ops else None,
+                        display_name=raw_label.get("display_name", ""),
+                        applies_to_regions=tuple(raw_label.get("applies_to_regions", ())),
+                    )
+                )
+            card = cls(
+                name=str(need(raw, "name", "")),
+                version=str(need(raw, "version", "")),
+                labels=tuple(labels),
+                input=input_card,
+                **{k: raw[k] for k in _OPTIONAL_FIELDS if k in raw},
+            )
+        except ModelCardError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ModelCardError(f"{source}: malformed model card ({exc})") from exc
+        card.validate(source)
+        return card
+
+    def validate(self, source: str = "model card") -> None:
+        """Raise :class:`ModelCardError` when the card contradicts itself."""
+        if not self.labels:
+            raise ModelCardError(f"{source}: the model card lists no labels")
+        indices = sorted(label.index for label in self.labels)
+        if indices != list(range(len(self.labels))):
+            raise ModelCardError(f"{source}: label indices must be 0..K-1, got {indices}")
+        for label in self.labels:
+            if label.activation not in ("sigmoid", "softmax"):
+                raise ModelCardError(f"{source}: label {label.name!r} has activation {label.activation!r}")
+            ops = label.operating_points
+            if ops and not (0.0 <= ops.possible <= ops.likely <= 1.0):
+                raise ModelCardError(f"{source}: label {label.name!r} has operating points out of order")
+        if self.input.height < 8 or self.input.width < 8:
+            raise ModelCardError(f"{source}: input size {self.input.height}x{self.input.width} is too small")
+        if "research" not in self.intended_use.lower():
+            raise ModelCardError(f"{source}: intended use must state research use")
+
+
+_OPTIONAL_FIELDS = (
+    "architecture",
+    "description",
+    "training_data",
+    "validation",
+    "training_run",
+    "licence",
+    "intended_use",
+    "weights_sha256",
+    "created",
+)
+
+
+# -- ONNX files -----------------------------------------------------------------------------
+def weights_sha256(model: Any) -> str:
+    """sha256 of the graph (structure and every initializer), excluding the metadata.
+
+    Hashing the serialised graph rather than the file lets the card, which lives in the
+    metadata, record the checksum of the weights it describes.
+    """
+    return hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()
+
+
+def write_card(model_path: str | Path, card: ModelCard) -> ModelCard:
+    """Store ``card`` (with the weights' sha256 filled in) in the metadata of an ONNX file."""
+    import onnx  # lazy: only writers and checksum verifiers need it
+
+    from dataclasses import replace
+
+    model = onnx.load(str(model_path))
+    card = replace(card, weights_sha256=weights_sha256(model))
+    card.validate(str(model_path))
+    kept = [p for p in model.metadata_props if p.key != CARD_METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=CARD_METADATA_KEY, value=card.to_json())
+    onnx.save(model, str(model_path))
+    return card
+
+
+def read_card(model_path: str | Path, verify_checksum: bool = True) -> ModelCard:
+    """Read and validate the card of an ONNX file; raise :class:`ModelCardError` if unusable."""
+    import onnx
+
+    path = Path(model_path)
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError, OSError... for a file that is not ONNX
+        raise ModelCardError(f"{path}: not an ONNX model ({type(exc).__name__}: {exc})") from exc
+    props = {p.key: p.value for p in model.metadata_props}
+    if CARD_METADATA_KEY not in props:
+        raise ModelCardError(f"{path}: no radreview model card in the model's metadata")
+    card = ModelCard.from_json(props[CARD_METADATA_KEY], str(path))
+    if verify_checksum:
+        actual = weights_sha256(model)
+        if card.weights_sha256 != actual:
+            raise ModelCardError(
+                f"{path}: weights checksum mismatch (card {card.weights_sha256[:12]}..., "
+                f"file {actual[:12]}...): the file was altered or corrupted"
+            )
+    return card

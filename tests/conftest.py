@@ -1,0 +1,51 @@
+"""Fixtures shared by every suite: where the repo and the shared real data are."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# GUI tests always run offscreen, with or without a display.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = REPO_ROOT.parent / "shared"
+FRACATLAS_DIR = SHARED_DIR / "data" / "fracatlas"
+MRMC_DIR = SHARED_DIR / "data" / "mrmc"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def fracatlas_dir() -> Path:
+    if not (FRACATLAS_DIR / "dataset.csv").exists():
+        pytest.fail(f"the shared FracAtlas data is missing at {FRACATLAS_DIR}")
+    return FRACATLAS_DIR
+
+
+@pytest.fixture(scope="session")
+def mrmc_dir() -> Path:
+    if not MRMC_DIR.exists():
+        pytest.fail(f"the shared MRMC data is missing at {MRMC_DIR}")
+    return MRMC_DIR
+
+
+@pytest.fixture(scope="session")
+def pydicom_data_file():
+    """Return a function giving the path of a file shipped by the pydicom-data package."""
+    import pydicom_data
+
+    root = Path(pydicom_data.__file__).parent
+
+    def find(name: str) -> Path:
+        matches = sorted(root.rglob(name))
+        if not matches:
+            pytest.fail(f"{name} not found in pydicom-data at {root}")
+        return matches[0]
+
+    return find

@@ -1,0 +1,35 @@
+"""The layering rules of DESIGN.md, enforced: no Qt outside gui/, no torch outside training/."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+
+def test_import_linter_contracts_hold() -> None:
+    lint = REPO_ROOT / ".venv" / "bin" / "lint-imports"
+    cmd = [str(lint)] if lint.exists() else [sys.executable, "-m", "importlinter.cli"]
+    result = subprocess.run(
+        [*cmd, "--no-cache"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_viewer_and_cli_do_not_load_torch() -> None:
+    """The packaged viewer ships without torch: importing it must not pull torch in."""
+    code = (
+        "import sys, radreview.cli, radreview.studies, radreview.inference, radreview.metrics, "
+        "radreview.readerstudy\n"
+        "import importlib.util\n"
+        "if importlib.util.find_spec('radreview.gui.main_window'):\n"
+        "    import radreview.gui.main_window\n"
+        "bad = [m for m in ('torch', 'torchvision', 'pytorch_grad_cam') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
