@@ -37,10 +37,13 @@ def mrmc_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def pydicom_data_file():
-    """Return a function giving the path of a file shipped by the pydicom-data package."""
-    import pydicom_data
+    """Return a function giving the path of a file shipped by the pydicom-data package.
 
-    root = Path(pydicom_data.__file__).parent
+    pydicom-data installs as the ``data_store`` module (pydicom's own test-file store).
+    """
+    import data_store
+
+    root = Path(data_store.__file__).parent
 
     def find(name: str) -> Path:
         matches = sorted(root.rglob(name))
