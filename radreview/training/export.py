@@ -1,0 +1,126 @@
+"""Checkpoint -> radreview ``.onnx`` model file with its model card.
+
+The graph has input ``image`` float32 [N, 3, H, W] (dynamic N) and outputs ``logits`` [N, K] and
+``cam`` [N, K, h, w]: the class activation maps computed in the graph from the last feature map
+and the linear head's weights, so the viewer needs neither torch nor gradients.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from radreview import RESEARCH_USE_NOTICE
+from radreview.inference.card import InputCard, LabelCard, ModelCard, OperatingPoints, write_card
+from radreview.training.checkpoint import load_model
+from radreview.training.model import CamExportWrapper
+
+log = logging.getLogger(__name__)
+OPSET = 17
+DISPLAY_NAMES = {"fractured": "Fracture", "hardware": "Orthopaedic hardware", "hand": "Hand", "leg": "Leg",
+                 "hip": "Hip", "shoulder": "Shoulder"}
+
+
+def export_onnx_graph(model: torch.nn.Module, height: int, width: int, out_path: Path) -> None:
+    """Write the bare graph (no card yet), opset 17, dynamic batch."""
+    wrapper = CamExportWrapper(model).eval()
+    dummy = torch.zeros(1, 3, height, width)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        # tracing warns that the SAME-padding arithmetic becomes constants: intended (fixed H, W)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        torch.onnx.export(
+            wrapper,
+            (dummy,),
+            str(out_path),
+            input_names=["image"],
+            output_names=["logits", "cam"],
+            dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}, "cam": {0: "N"}},
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,  # the TorchScript exporter needs no onnxscript and gives a compact graph
+        )
+
+
+def _validation_section(meta: dict[str, Any], validation: dict[str, Any] | None) -> dict[str, Any]:
+    if validation:
+        section = {"source": validation.get("description", "radreview evaluate"),
+                   "dataset": validation.get("dataset", ""), "split": validation.get("split", ""),
+                   "labels": {}}
+        for name, figures in validation.get("labels", {}).items():
+            auc = figures.get("auc", {})
+            section["labels"][name] = {
+                "auc": auc.get("auc"), "ci_low": auc.get("low"), "ci_high": auc.get("high"),
+                "ci_method": "DeLong 95%", "n_pos": auc.get("n_pos"), "n_neg": auc.get("n_neg"),
+                "at_operating_points": {
+                    point: {"sensitivity": stats["sensitivity"]["value"], "specificity": stats["specificity"]["value"]}
+                    for point, stats in figures.get("card_operating_points", {}).items()
+                },
+            }
+        return section
+    return {"source": "validation split used for early stopping (optimistic; no test-set evaluation given)",
+            "labels": {k: {"auc": v} for k, v in meta.get("validation_split", {}).get("auc", {}).items()}}
+
+
+def card_from_checkpoint(meta: dict[str, Any], validation: dict[str, Any] | None = None) -> ModelCard:
+    """The model card from a checkpoint's metadata (and ``radreview evaluate``'s metrics.json)."""
+    points = meta.get("operating_points", {})
+    labels = []
+    for index, label in enumerate(meta["labels"]):
+        ops = points.get(label["name"])
+        labels.append(
+            LabelCard(
+                name=label["name"], task=label["task"], index=index, activation=label["activation"],
+                operating_points=OperatingPoints(**ops) if ops else None,
+                display_name=DISPLAY_NAMES.get(label["name"], label["name"].replace("_", " ").capitalize()),
+                applies_to_regions=(),
+            )
+        )
+    inp = meta["input"]
+    data = meta.get("training_data", {})
+    tasks = ", ".join(dict.fromkeys(label["task"] for label in meta["labels"]))
+    return ModelCard(
+        name=meta["name"],
+        version=meta["version"],
+        labels=tuple(labels),
+        input=InputCard(height=inp["height"], width=inp["width"], mean=tuple(inp["mean"]), std=tuple(inp["std"])),
+        architecture=f"{meta['backbone']} + global average pooling + linear head ({len(labels)} outputs); CAM in graph",
+        description=f"Classifier for {tasks} on radiographs. {RESEARCH_USE_NOTICE}",
+        training_data={
+            "source": data.get("source", ""), "licence": data.get("licence", ""),
+            "attribution": data.get("attribution", ""), "counts": data.get("counts", {}),
+            "positives": data.get("positives", {}), "split_file": Path(data.get("split_file", "")).name,
+            "deduplication": data.get("deduplication", ""),
+        },
+        validation=_validation_section(meta, validation),
+        training_run=meta.get("training_run", {}),
+        licence=(f"{data['licence']} (derived from the training data; keep the attribution)" if data.get("licence") else ""),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def export_checkpoint(
+    checkpoint: str | Path, out_path: str | Path, validation_json: str | Path | None = None
+) -> ModelCard:
+    """Export ``checkpoint`` to ``out_path`` with its card; returns the card written."""
+    model, meta = load_model(checkpoint)
+    model = model.to(memory_format=torch.contiguous_format)
+    validation = json.loads(Path(validation_json).read_text()) if validation_json else None
+    out_path = Path(out_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        bare = Path(tmp) / "model.onnx"
+        export_onnx_graph(model, meta["input"]["height"], meta["input"]["width"], bare)
+        card = card_from_checkpoint(meta, validation)
+        card = write_card(bare, card)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_bytes(bare.read_bytes())
+    log.info("wrote %s (%d labels)", out_path, len(card.labels))
+    return card

@@ -1,0 +1,62 @@
+"""The classifier: a staged backbone, global average pooling and one linear head for all labels.
+
+One linear layer with K outputs is the same as one head per task side by side; the card says
+which columns belong to which task. Keeping GAP + linear makes the class activation map exact:
+``logit_k = mean_hw(cam_k) + bias_k`` with ``cam_k = sum_c w_kc * feature_c`` (Zhou et al. 2016).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from radreview.training.backbones import StagedBackbone
+
+
+class MultiLabelClassifier(nn.Module):
+    def __init__(self, backbone: StagedBackbone, num_labels: int, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(backbone.num_features, num_labels)
+
+    def forward(self, x: torch.Tensor, start_stage: int = 0) -> torch.Tensor:
+        """Logits [N, K]; ``start_stage`` > 0 takes the cached output of the lower stages as ``x``."""
+        features = self.backbone(x, start=start_stage)
+        return self.head(self.dropout(features.mean(dim=(2, 3))))
+
+    def forward_with_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits [N, K], cam [N, K, h, w]) from one pass; the CAM is in logit units without bias."""
+        features = self.backbone(x)
+        cam = torch.einsum("kc,nchw->nkhw", self.head.weight, features)
+        logits = self.head(features.mean(dim=(2, 3)))
+        return logits, cam
+
+
+class CamExportWrapper(nn.Module):
+    """What the ONNX file contains: ``image`` -> (``logits``, ``cam``)."""
+
+    def __init__(self, model: MultiLabelClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.forward_with_cam(image)
+
+
+def freeze_lower_stages(model: MultiLabelClassifier, trainable_stages: int | None) -> int:
+    """Freeze all but the top ``trainable_stages`` backbone stages (None: train everything,
+    0: only the head, the fracture paper's recipe). Returns the index of the first trainable stage."""
+    n = len(model.backbone.stages)
+    first = 0 if trainable_stages is None else max(0, n - trainable_stages)
+    for index, stage in enumerate(model.backbone.stages):
+        for parameter in stage.parameters():
+            parameter.requires_grad = index >= first
+    return first
+
+
+def set_train_mode(model: MultiLabelClassifier, first_trainable: int) -> None:
+    """Train mode, but frozen stages keep their BatchNorm statistics (eval mode)."""
+    model.train()
+    for stage in model.backbone.stages[:first_trainable]:
+        stage.eval()
