@@ -243,6 +243,11 @@ def read_card(model_path: str | Path, verify_checksum: bool = True) -> ModelCard
         model = onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError, OSError... for a file that is not ONNX
         raise ModelCardError(f"{path}: not an ONNX model ({type(exc).__name__}: {exc})") from exc
+    return card_from_onnx_model(model, path, verify_checksum)
+
+
+def card_from_onnx_model(model: Any, path: str | Path, verify_checksum: bool = True) -> ModelCard:
+    """The card of an already loaded ``onnx.ModelProto`` (``path`` names it in messages)."""
     props = {p.key: p.value for p in model.metadata_props}
     if CARD_METADATA_KEY not in props:
         raise ModelCardError(f"{path}: no radreview model card in the model's metadata")

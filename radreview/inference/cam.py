@@ -1,0 +1,100 @@
+"""Class-activation maps for display: an absolute logit scale, gated by the operating point.
+
+The exported ``cam`` is in logit units without the bias (``logit = mean(cam) + bias`` for a
+global-average-pool + linear head). Adding the bias back gives a *local logit*: the evidence for
+the label at that place on the same scale as the image-level logit. Displaying it on one fixed
+scale shared by all images, starting at the label's operating point, is honest: a normal study
+stays dark. Per-image min-max stretching, which paints a hot spot on every image however weak
+the evidence, is available only as an explicit option.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+
+COLOR_MAPS = ("jet", "inferno", "turbo", "viridis", "hot")
+DEFAULT_SPAN_LOGITS = 6.0  # local logits from the gate to gate + span cover the colour bar
+
+
+def logit(probability: float) -> float:
+    p = min(max(float(probability), 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def local_logits(cam: np.ndarray, image_logits: np.ndarray) -> np.ndarray:
+    """cam [N, K, h, w] (no bias) + image logits [N, K] -> local logits [N, K, h, w]."""
+    bias = image_logits - cam.mean(axis=(2, 3))
+    return cam + bias[:, :, None, None]
+
+
+@dataclass(frozen=True)
+class CamDisplay:
+    """How a local-logit map becomes 0..1 intensities for the overlay.
+
+    ``gate``: the probability threshold below which nothing is shown (default: the label's
+    "possible" operating point, or 0.5 when the card has none). ``image_gate``: also hide the
+    whole map when the image-level probability is below the gate.
+    """
+
+    mode: Literal["absolute", "minmax"] = "absolute"
+    span_logits: float = DEFAULT_SPAN_LOGITS
+    gate: float | None = None
+    image_gate: bool = True
+
+    def intensity(self, local: np.ndarray, probability: float, threshold: float | None = None) -> np.ndarray:
+        """float32 0..1 of the same shape as ``local`` (0 = transparent)."""
+        local = np.asarray(local, dtype=np.float32)
+        if self.mode == "minmax":
+            low, high = float(local.min()), float(local.max())
+            return (local - low) / (high - low) if high > low else np.zeros_like(local)
+        gate = self.gate if self.gate is not None else (threshold if threshold is not None else 0.5)
+        if self.image_gate and probability < gate:
+            return np.zeros_like(local)
+        return np.clip((local - logit(gate)) / self.span_logits, 0.0, 1.0)
+
+    def scale_labels(self, threshold: float | None = None) -> tuple[str, str]:
+        """The colour bar's end labels."""
+        if self.mode == "minmax":
+            return "image min", "image max"
+        gate = self.gate if self.gate is not None else (threshold if threshold is not None else 0.5)
+        low = logit(gate)
+        return f"p {gate:.2f} (logit {low:+.1f})", f"logit {low + self.span_logits:+.1f}"
+
+
+@lru_cache(maxsize=16)
+def colormap_lut(name: str) -> np.ndarray:
+    """uint8 [256, 3] lookup table of a matplotlib colour map."""
+    from matplotlib import colormaps  # lazy: only overlays need it
+
+    if name not in colormaps:
+        raise ValueError(f"unknown colour map {name!r}; choose one of {', '.join(COLOR_MAPS)}")
+    table = colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3]
+    lut = np.rint(table * 255).astype(np.uint8)
+    lut.setflags(write=False)
+    return lut
+
+
+def overlay_rgba(intensity: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
+    """uint8 [H, W, 4]: coloured where intensity > 0, transparent elsewhere.
+
+    Alpha ramps up over the first third of the scale so the gate edge is soft, not a cut-out.
+    """
+    index = np.clip(np.rint(intensity * 255), 0, 255).astype(np.uint8)
+    rgba = np.empty((*intensity.shape, 4), dtype=np.uint8)
+    rgba[..., :3] = colormap_lut(colormap)[index]
+    alpha = np.clip(intensity * 3.0, 0.0, 1.0) * (255.0 * float(np.clip(opacity, 0.0, 1.0)))
+    rgba[..., 3] = alpha.astype(np.uint8)
+    return rgba
+
+
+def blend(gray: np.ndarray, intensity: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
+    """uint8 RGB [H, W, 3]: the grey image with the heatmap laid over it (for PNG export)."""
+    rgba = overlay_rgba(intensity, colormap, opacity).astype(np.float32)
+    alpha = rgba[..., 3:4] / 255.0
+    base = np.repeat(gray[..., None].astype(np.float32), 3, axis=2)
+    return np.rint(base * (1.0 - alpha) + rgba[..., :3] * alpha).astype(np.uint8)

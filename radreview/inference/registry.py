@@ -1,0 +1,146 @@
+"""Finding model files, checking them, and refusing the ones radreview cannot trust.
+
+Model folders, in order of increasing priority (a later folder's model of the same name wins):
+1. the shipped ``models/`` folder (next to the source tree, or inside a frozen app);
+2. the per-user folder ``<user data dir>/radreview/models`` (platformdirs);
+3. ``$RADREVIEW_MODELS`` when set.
+An explicit ``--models DIR`` replaces these defaults, so a batch run uses exactly what it names.
+
+Each ``.onnx`` file must be ONNX, carry a valid card whose weights checksum matches, take
+``image`` [N, 3, H, W] at the card's size and give ``logits`` [N, K] and ``cam`` [N, K, h, w]
+with the card's K. A file that fails is listed as a :class:`ModelProblem` and skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from radreview.inference.card import ModelCard, ModelCardError, card_from_onnx_model
+
+USER_MODELS_ENV = "RADREVIEW_MODELS"
+
+
+@dataclass(frozen=True)
+class ModelProblem:
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A checked model file and its card."""
+
+    path: Path
+    card: ModelCard
+
+    @property
+    def key(self) -> str:
+        """Name and version: what results and caches record."""
+        return f"{self.card.name} {self.card.version}"
+
+
+@dataclass
+class ModelCatalog:
+    models: list[ModelFile] = field(default_factory=list)
+    problems: list[ModelProblem] = field(default_factory=list)
+    searched: list[Path] = field(default_factory=list)
+
+
+def shipped_models_dir() -> Path:
+    """``models/`` of the source tree or of a frozen (PyInstaller) app."""
+    frozen_root = getattr(sys, "_MEIPASS", None)
+    if frozen_root:
+        return Path(frozen_root) / "models"
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+def user_models_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("radreview", appauthor=False)) / "models"
+
+
+def default_model_dirs() -> list[Path]:
+    dirs = [shipped_models_dir(), user_models_dir()]
+    if os.environ.get(USER_MODELS_ENV):
+        dirs.append(Path(os.environ[USER_MODELS_ENV]))
+    return dirs
+
+
+def check_model_file(path: str | Path) -> ModelFile:
+    """Load and check one file; raise :class:`ModelCardError` naming the file and the problem."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelCardError(f"{path}: model file not found")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # DecodeError, OSError...: anything that is not a readable ONNX file
+        raise ModelCardError(f"{path}: not an ONNX model ({type(exc).__name__})") from exc
+    card = card_from_onnx_model(model, path, verify_checksum=True)
+    _check_signature(model, card, path)
+    return ModelFile(path=path, card=card)
+
+
+def _dims(value_info) -> list[int | str]:
+    return [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in value_info.type.tensor_type.shape.dim]
+
+
+def _check_signature(model, card: ModelCard, path: Path) -> None:
+    inputs = {i.name: i for i in model.graph.input}
+    outputs = {o.name: o for o in model.graph.output}
+    if "image" not in inputs:
+        raise ModelCardError(f"{path}: the model has no input named 'image' (has {', '.join(inputs) or 'none'})")
+    shape = _dims(inputs["image"])
+    expected = [3, card.input.height, card.input.width]
+    # a symbolic (dynamic) dimension takes whatever the card says
+    if len(shape) != 4 or any(isinstance(s, int) and s != e for s, e in zip(shape[1:], expected)):
+        raise ModelCardError(
+            f"{path}: wrong input shape {shape} for 'image' (the card says [N, {expected[0]}, {expected[1]}, {expected[2]}])"
+        )
+    for name, rank in (("logits", 2), ("cam", 4)):
+        if name not in outputs:
+            raise ModelCardError(f"{path}: the model has no output named {name!r}")
+        dims = _dims(outputs[name])
+        if len(dims) != rank:
+            raise ModelCardError(f"{path}: output {name!r} has rank {len(dims)}, expected {rank}")
+        k = dims[1]
+        if isinstance(k, int) and k and k != len(card.labels):
+            raise ModelCardError(f"{path}: output {name!r} has {k} channels but the card lists {len(card.labels)} labels")
+
+
+def discover(dirs: Sequence[str | Path] | None = None, files: Iterable[str | Path] = ()) -> ModelCatalog:
+    """Every usable model in ``dirs`` (default: :func:`default_model_dirs`) plus ``files``.
+
+    A model name found again in a later folder replaces the earlier one (user models override
+    shipped ones). Problems are collected, never raised.
+    """
+    catalog = ModelCatalog()
+    by_name: dict[str, ModelFile] = {}
+    paths: list[Path] = []
+    for folder in [Path(d) for d in (dirs if dirs is not None else default_model_dirs())]:
+        catalog.searched.append(folder)
+        if folder.is_file():
+            paths.append(folder)
+        elif folder.is_dir():
+            paths.extend(sorted(folder.glob("*.onnx")))
+        elif dirs is not None:  # a folder the user named must exist
+            catalog.problems.append(ModelProblem(folder, "models folder not found"))
+    paths.extend(Path(f) for f in files)
+    for path in paths:
+        try:
+            model = check_model_file(path)
+        except ModelCardError as exc:
+            catalog.problems.append(ModelProblem(path, str(exc).removeprefix(f"{path}: ")))
+            continue
+        by_name[model.card.name] = model
+    catalog.models = list(by_name.values())
+    return catalog
