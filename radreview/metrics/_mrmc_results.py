@@ -1,0 +1,116 @@
+"""Result types shared by the OR and DBM analyses."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return value
+
+
+class _ToDict:
+    def to_dict(self) -> dict:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Comparison(_ToDict):
+    """Difference of (reader-averaged) AUCs of two modalities, ``a - b``."""
+
+    modality_a: Any
+    modality_b: Any
+    difference: float
+    se: float
+    df: float  # inf for a normal (z) reference distribution
+    statistic: float  # t (or z)
+    p_value: float
+    lower: float
+    upper: float
+
+
+@dataclass(frozen=True)
+class ModalityEstimate(_ToDict):
+    """Reader-averaged AUC of one modality with its CI (from that modality's data alone)."""
+
+    modality: Any
+    auc: float
+    se: float
+    df: float
+    lower: float
+    upper: float
+
+
+@dataclass(frozen=True)
+class ReaderComparison(_ToDict):
+    """One reader's AUC difference between two modalities (fixed-readers analysis)."""
+
+    reader: Any
+    comparison: Comparison
+
+
+@dataclass(frozen=True)
+class MrmcTest(_ToDict):
+    """The global test of equal modality AUCs for one generalisation (readers/cases random or fixed)."""
+
+    analysis: str  # "random readers, random cases" | "fixed readers, random cases" | "random readers, fixed cases"
+    statistic_name: str  # "F" or "X2"
+    statistic: float
+    ndf: float
+    ddf: float  # inf for the chi-square test
+    p_value: float
+    comparisons: list[Comparison] = field(default_factory=list)
+    modalities: list[ModalityEstimate] = field(default_factory=list)
+    readers: list[ReaderComparison] = field(default_factory=list)
+
+
+def interval(estimate: float, se: float, df: float, confidence: float) -> tuple[float, float, float, float]:
+    """(statistic, two-sided p, lower, upper) with a t(df) reference, or normal when df is inf."""
+    dist = stats.norm if math.isinf(df) else stats.t(df)
+    q = float(dist.ppf(0.5 + confidence / 2.0))
+    if se > 0:
+        statistic = estimate / se
+        p = float(2.0 * dist.sf(abs(statistic)))
+    else:
+        statistic, p = (0.0, 1.0) if estimate == 0 else (math.copysign(math.inf, estimate), 0.0)
+    return statistic, p, estimate - q * se, estimate + q * se
+
+
+def comparison(a: Any, b: Any, difference: float, se: float, df: float, confidence: float) -> Comparison:
+    statistic, p, lower, upper = interval(difference, se, df, confidence)
+    return Comparison(a, b, difference, se, df, statistic, p, lower, upper)
+
+
+def modality_estimate(modality: Any, auc: float, se: float, df: float, confidence: float) -> ModalityEstimate:
+    _, _, lower, upper = interval(auc, se, df, confidence)
+    return ModalityEstimate(modality, auc, se, df, lower, upper)
+
+
+def f_p_value(f: float, ndf: float, ddf: float) -> float:
+    if math.isnan(f):
+        return math.nan
+    return float(stats.chi2.sf(f * ndf, ndf)) if math.isinf(ddf) else float(stats.f.sf(f, ndf, ddf))
+
+
+def hillis_df(numerator_ms: float, ms: float, df_ms: float) -> float:
+    """Satterthwaite-type df of Hillis (2007): denominator^2 / (MS^2 / df)."""
+    if ms <= 0:
+        return math.inf
+    return float(numerator_ms**2 / (ms**2 / df_ms))
