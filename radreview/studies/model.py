@@ -45,6 +45,14 @@ class ImageEntry:
     patient_key: str = ""
     study_uid: str = ""
     series_uid: str = ""
+    # Added while indexing, for the header panel and for decoding without re-reading headers.
+    sop_class_uid: str = ""
+    transfer_syntax_uid: str = ""
+    bits_stored: int = 0
+    samples_per_pixel: int = 1
+    pixel_spacing: tuple[float, float] | None = None  # mm (row, column), when known
+    spacing_source: str | None = None  # "Pixel Spacing" / "Imager Pixel Spacing"
+    raster_format: str = ""  # PIL format name (JPEG, PNG, TIFF) for raster files
 
     @property
     def label(self) -> str:
@@ -91,6 +99,7 @@ class StudyIndex:
 
     patients: list[Patient] = field(default_factory=list)
     problems: list[LoadProblem] = field(default_factory=list)
+    cancelled: bool = False  # the cancel check stopped indexing; what was found so far is kept
 
     def studies(self) -> list[Study]:
         return [study for patient in self.patients for study in patient.studies]
@@ -123,3 +132,8 @@ class StudyIndex:
                         i for i in series.images if i.sop_instance_uid not in known
                     )
         self.problems.extend(other.problems)
+        self.cancelled = self.cancelled or other.cancelled
+
+    def find_image(self, path: Path) -> ImageEntry | None:
+        """The entry for a file, or None."""
+        return next((image for image in self.images() if image.path == path), None)

@@ -1,0 +1,295 @@
+"""Finding and indexing what a user opened: files, folders (recursive), DICOMDIR, raster images.
+
+Headers only: DICOM files are read with ``stop_before_pixels`` and a fixed list of tags, raster
+files with PIL's lazy open. Anything that cannot be opened becomes a :class:`LoadProblem`
+(also logged) and never an exception, so one bad file never hides the rest of a folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from radreview.studies.dicomio import (
+    has_dicom_magic,
+    read_dataset,
+    sop_class_name,
+    transfer_syntax_of,
+    unsupported_transfer_syntax_reason,
+)
+from radreview.studies.errors import StudyLoadError
+from radreview.studies.model import ImageEntry, LoadProblem, Patient, Series, Study, StudyIndex
+from radreview.studies.raster import RASTER_SUFFIXES, read_raster_header
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+Cancel = Callable[[], bool]
+
+# The only tags indexing reads (pydicom skips the values of all others).
+HEADER_KEYWORDS: tuple[str, ...] = (
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+    "PatientID", "PatientName", "PatientBirthDate", "PatientSex",
+    "StudyDate", "StudyTime", "StudyDescription", "AccessionNumber",
+    "SeriesNumber", "SeriesDescription", "Modality", "InstanceNumber",
+    "Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "PhotometricInterpretation",
+    "BitsAllocated", "BitsStored", "ViewPosition", "ImageLaterality", "Laterality",
+    "BodyPartExamined", "PixelSpacing", "ImagerPixelSpacing",
+)
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
+# Files a folder scan passes over without a word: they are never images.
+IGNORED_SUFFIXES = frozenset({
+    ".txt", ".md", ".csv", ".json", ".xml", ".html", ".pdf", ".zip", ".gz", ".py", ".ini",
+    ".log", ".db", ".sqlite", ".onnx", ".yaml", ".yml", ".toml", ".exe", ".dll", ".so",
+})
+NATIVE_SYNTAXES = frozenset({
+    "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
+})
+NON_IMAGE_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory (a DICOMDIR)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    path: Path
+    explicit: bool  # the user named this file (not found by walking a folder)
+
+
+def index_paths(
+    paths: Sequence[str | Path],
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> StudyIndex:
+    """Index files, folders (recursively) and DICOMDIRs into patient ▸ study ▸ series ▸ image.
+
+    ``progress(done, total)`` is called after each file; ``cancel()`` is checked before each
+    file, and a cancelled scan returns what it found so far with ``index.cancelled`` set.
+    """
+    problems: list[LoadProblem] = []
+    candidates = _collect(paths, problems)
+    builder = _IndexBuilder()
+    total = len(candidates)
+    cancelled = False
+    for done, candidate in enumerate(candidates, start=1):
+        if cancel is not None and cancel():
+            cancelled = True
+            break
+        try:
+            _index_file(candidate, builder)
+        except StudyLoadError as exc:
+            problems.append(exc.as_problem())
+        if progress is not None:
+            progress(done, total)
+    index = builder.build()
+    index.problems.extend(problems)
+    index.cancelled = cancelled
+    for problem in problems:
+        log.warning("could not open %s", problem)
+    return index
+
+
+def _collect(paths: Iterable[str | Path], problems: list[LoadProblem]) -> list[_Candidate]:
+    seen: set[Path] = set()
+    out: list[_Candidate] = []
+
+    def add(path: Path, explicit: bool) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(_Candidate(path, explicit))
+
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            problems.append(LoadProblem(path, "not found"))
+        elif path.is_dir():
+            found = [p for p in _walk(path, problems) if _worth_reading(p)]
+            if not found:
+                problems.append(LoadProblem(path, "no DICOM or image files found in this folder"))
+            for p in found:
+                add(p, explicit=False)
+        elif path.name.upper() == "DICOMDIR":
+            from radreview.studies.dicomdir import dicomdir_files
+
+            for p in dicomdir_files(path, problems):
+                add(p, explicit=True)
+        else:
+            add(path, explicit=True)
+    return out
+
+
+def _walk(folder: Path, problems: list[LoadProblem]) -> list[Path]:
+    """Every file under ``folder``, in a stable order; unreadable sub-folders become problems."""
+    files: list[Path] = []
+
+    def on_error(error: OSError) -> None:
+        where = Path(error.filename) if error.filename else folder
+        reason = "permission denied" if isinstance(error, PermissionError) else f"could not be listed ({error.strerror})"
+        problems.append(LoadProblem(where, reason))
+
+    for root, dirs, names in os.walk(folder, onerror=on_error):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files.extend(Path(root) / name for name in sorted(names) if not name.startswith("."))
+    return files
+
+
+def _worth_reading(path: Path) -> bool:
+    """Whether a file found in a folder should be read (DICOMDIR itself is not an image)."""
+    suffix = path.suffix.lower()
+    return path.name.upper() != "DICOMDIR" and suffix not in IGNORED_SUFFIXES
+
+
+def _index_file(candidate: _Candidate, builder: _IndexBuilder) -> None:
+    path = candidate.path
+    suffix = path.suffix.lower()
+    if suffix in RASTER_SUFFIXES:
+        _index_raster(path, builder)
+        return
+    head = _read_head(path)
+    if has_dicom_magic(head) or suffix in DICOM_SUFFIXES or candidate.explicit:
+        _index_dicom(path, builder)
+    else:
+        # An unknown file met while walking a folder: not DICOM, not ours to complain about.
+        log.debug("skipping %s: not a DICOM or image file", path)
+
+
+def _read_head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)
+    except PermissionError as exc:
+        raise StudyLoadError(path, "permission denied") from exc
+    except FileNotFoundError as exc:
+        raise StudyLoadError(path, "file not found (it may have been moved)") from exc
+    except OSError as exc:
+        raise StudyLoadError(path, f"could not be read ({exc.strerror or exc})") from exc
+
+
+def _index_raster(path: Path, builder: _IndexBuilder) -> None:
+    header = read_raster_header(path)
+    parent = path.parent.resolve()
+    entry = ImageEntry(
+        path=path, kind="raster", sop_instance_uid=f"raster:{path.resolve()}",
+        rows=header.height, columns=header.width, number_of_frames=header.frames,
+        photometric="RGB" if header.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr") else "MONOCHROME2",
+        bits_stored=16 if header.mode.startswith("I") else 8, raster_format=header.format,
+        patient_key=f"folder:{parent}", study_uid=f"raster-study:{path.resolve()}",
+        series_uid=f"raster-series:{path.resolve()}",
+    )
+    # A folder of plain images is one synthetic patient; each file its own study and series,
+    # because a JPEG is usually one exam and the reader moves on by study.
+    builder.add(
+        entry,
+        patient=Patient(entry.patient_key, name=parent.name or str(parent)),
+        study=Study(entry.study_uid, description=path.name),
+        series=Series(entry.series_uid, description=header.format, modality=""),
+    )
+
+
+def _index_dicom(path: Path, builder: _IndexBuilder) -> None:
+    ds = read_dataset(path, header_only=True, specific_tags=HEADER_KEYWORDS)
+    sop_class = str(ds.get("SOPClassUID", "") or "")
+    if sop_class == NON_IMAGE_SOP_CLASS:
+        return  # a DICOMDIR under another name: its files are indexed on their own
+    rows, columns = _int(ds.get("Rows")), _int(ds.get("Columns"))
+    if not rows or not columns:
+        raise StudyLoadError(path, f"contains no image: no pixel data ({sop_class_name(sop_class)})")
+    ts = transfer_syntax_of(ds)
+    reason = unsupported_transfer_syntax_reason(ts)
+    if reason:
+        raise StudyLoadError(path, reason)
+    frames = _int(ds.get("NumberOfFrames")) or 1
+    samples = _int(ds.get("SamplesPerPixel")) or 1
+    if str(ts) in NATIVE_SYNTAXES:
+        # A cheap truncation check that needs no pixels: the file must at least hold them.
+        expected = rows * columns * frames * samples * max(_int(ds.get("BitsAllocated")) or 16, 1) // 8
+        size = path.stat().st_size
+        if size < expected:
+            raise StudyLoadError(path, f"file is truncated: {size} bytes, but its pixel data alone needs {expected}")
+    from radreview.studies.pixels import pixel_spacing_of
+
+    spacing, source = pixel_spacing_of(ds)
+    patient_id = str(ds.get("PatientID", "") or "").strip()
+    patient_name = str(ds.get("PatientName", "") or "").strip()
+    patient_key = patient_id or (f"name:{patient_name}" if patient_name else "(no patient ID)")
+    study_uid = str(ds.get("StudyInstanceUID", "") or "") or f"no-study:{path.parent.resolve()}"
+    series_uid = str(ds.get("SeriesInstanceUID", "") or "") or f"no-series:{path.parent.resolve()}"
+    modality = str(ds.get("Modality", "") or "")
+    entry = ImageEntry(
+        path=path, kind="dicom",
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "") or "") or f"file:{path.resolve()}",
+        rows=rows, columns=columns, number_of_frames=frames,
+        instance_number=_int(ds.get("InstanceNumber")),
+        modality=modality,
+        photometric=str(ds.get("PhotometricInterpretation", "") or "").strip(),
+        view_position=str(ds.get("ViewPosition", "") or ""),
+        laterality=str(ds.get("ImageLaterality", "") or ds.get("Laterality", "") or ""),
+        body_part=str(ds.get("BodyPartExamined", "") or ""),
+        patient_key=patient_key, study_uid=study_uid, series_uid=series_uid,
+        sop_class_uid=sop_class, transfer_syntax_uid=str(ts),
+        bits_stored=_int(ds.get("BitsStored")) or 0, samples_per_pixel=samples,
+        pixel_spacing=spacing, spacing_source=source,
+    )
+    builder.add(
+        entry,
+        patient=Patient(
+            patient_key, name=patient_name.replace("^", " ").strip(),
+            birth_date=str(ds.get("PatientBirthDate", "") or ""), sex=str(ds.get("PatientSex", "") or ""),
+        ),
+        study=Study(
+            study_uid, date=str(ds.get("StudyDate", "") or ""), description=str(ds.get("StudyDescription", "") or ""),
+            accession_number=str(ds.get("AccessionNumber", "") or ""),
+        ),
+        series=Series(
+            series_uid, number=_int(ds.get("SeriesNumber")), description=str(ds.get("SeriesDescription", "") or ""),
+            modality=modality,
+        ),
+    )
+
+
+class _IndexBuilder:
+    """Places entries under their patient/study/series, first header wins for shared fields."""
+
+    def __init__(self) -> None:
+        self.patients: dict[str, Patient] = {}
+        self.studies: dict[tuple[str, str], Study] = {}
+        self.series: dict[tuple[str, str, str], Series] = {}
+        self.instances: set[tuple[str, str]] = set()
+
+    def add(self, entry: ImageEntry, patient: Patient, study: Study, series: Series) -> None:
+        known_patient = self.patients.setdefault(patient.key, patient)
+        study_key = (patient.key, study.uid)
+        if study_key not in self.studies:
+            self.studies[study_key] = study
+            known_patient.studies.append(study)
+        series_key = (*study_key, series.uid)
+        if series_key not in self.series:
+            self.series[series_key] = series
+            self.studies[study_key].series.append(series)
+        instance_key = (series.uid, entry.sop_instance_uid)
+        if instance_key in self.instances:
+            log.info("%s: same SOP Instance UID as a file already indexed; showing it once", entry.path)
+            return
+        self.instances.add(instance_key)
+        self.series[series_key].images.append(entry)
+
+    def build(self) -> StudyIndex:
+        patients = sorted(self.patients.values(), key=lambda p: (p.name.lower(), p.key))
+        for patient in patients:
+            patient.studies.sort(key=lambda s: (s.date, s.description.lower(), s.uid))
+            for study in patient.studies:
+                study.series.sort(key=lambda s: (s.number is None, s.number or 0, s.description.lower(), s.uid))
+                for series in study.series:
+                    series.images.sort(key=lambda i: (i.instance_number is None, i.instance_number or 0, str(i.path)))
+        return StudyIndex(patients=patients)
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
