@@ -1,0 +1,217 @@
+"""Batch prediction over files, folders and DICOMDIRs: a pipelined plain function (no Qt).
+
+Decoding, the display pipeline and preprocessing run in a thread pool (PIL, pydicom's decoders
+and numpy release the GIL) with a bounded number of images in flight, while the calling thread
+batches prepared images through onnxruntime, and a second small pool writes heatmap PNGs. So the
+stages overlap, memory stays bounded, and a bad file becomes a reported problem, never an abort.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from radreview.inference.aggregate import StudyLabelResult, aggregate_studies
+from radreview.inference.cam import CamDisplay, blend
+from radreview.inference.engine import Engine, ImageResult, Prepared
+from radreview.inference.preprocess import cam_to_image, display_shape, to_display_gray
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]
+Cancel = Callable[[], bool]
+STAGES = ("index", "decode", "preprocess", "inference", "cam", "write")
+
+
+@dataclass
+class ImageRecord:
+    """One image's result with both its pseudonym and its identifiers (exports choose)."""
+
+    image_id: str
+    study_id: str
+    result: ImageResult | None
+    path: Path
+    patient_key: str = ""
+    study_uid: str = ""
+    sop_instance_uid: str = ""
+    rows: int = 0
+    cols: int = 0
+    error: str = ""
+
+
+@dataclass
+class BatchResult:
+    images: list[ImageRecord] = field(default_factory=list)
+    studies: list[StudyLabelResult] = field(default_factory=list)
+    problems: list[tuple[Path, str]] = field(default_factory=list)  # files that could not be used
+    cam_files: list[Path] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    wall_seconds: float = 0.0
+    cancelled: bool = False
+
+
+class _Timer:
+    """Thread-safe sum of the time spent in each stage (stages overlap, so shares may exceed the wall)."""
+
+    def __init__(self, totals: dict[str, float]) -> None:
+        self.totals = totals
+        self.lock = threading.Lock()
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self.lock:
+            self.totals[stage] += seconds
+
+
+def _load(entry, engine: Engine, timer: _Timer, keep_display: bool) -> tuple[Prepared, np.ndarray | None]:
+    from radreview.studies import decode_image, render_display
+
+    start = time.perf_counter()
+    decoded = decode_image(entry)
+    display = render_display(decoded)
+    middle = time.perf_counter()
+    timer.add("decode", middle - start)
+    gray = to_display_gray(display)
+    prepared = engine.prepare(gray)
+    timer.add("preprocess", time.perf_counter() - middle)
+    return prepared, (gray if keep_display else None)
+
+
+def _write_cams(record: ImageRecord, gray: np.ndarray, cam_dir: Path, display: CamDisplay, colormap: str,
+                opacity: float, all_labels: bool, max_side: int) -> list[Path]:
+    from PIL import Image
+
+    written = []
+    shape = display_shape(*gray.shape, max_side=max_side)
+    base = gray if shape == gray.shape else np.asarray(Image.fromarray(gray).resize(shape[::-1], Image.BILINEAR))
+    for label in record.result.labels if record.result else []:
+        if label.cam is None or label.geometry is None:
+            continue
+        gate = label.possible if label.possible is not None else 0.5
+        if not all_labels and label.probability < gate:
+            continue  # an honest overlay of a below-threshold label is empty: skip the file
+        heat = display.intensity(cam_to_image(label.cam, label.geometry, shape), label.probability, label.possible)
+        path = cam_dir / f"{record.image_id}_{label.model}_{label.label}.png"
+        Image.fromarray(blend(base, heat, colormap, opacity)).save(path, compress_level=1)
+        written.append(path)
+    return written
+
+
+def predict_paths(
+    paths: Sequence[str | Path],
+    engine: Engine,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+    cam_dir: str | Path | None = None,
+    cam_display: CamDisplay | None = None,
+    colormap: str = "jet",
+    opacity: float = 0.5,
+    cam_all_labels: bool = False,
+    cam_max_side: int = 2048,
+    workers: int = 2,
+) -> BatchResult:
+    """Index ``paths``, run the chain on every image, aggregate per study.
+
+    ``progress(done, total)`` counts images; ``cancel()`` is checked between batches and stops
+    the run with what is done so far (``cancelled`` set).
+    """
+    from radreview.studies import index_paths
+
+    out = BatchResult()
+    timer = _Timer(out.seconds)
+    wall_start = time.perf_counter()
+    index = index_paths(paths, cancel=cancel)
+    timer.add("index", time.perf_counter() - wall_start)
+    out.problems.extend((p.path, p.reason) for p in index.problems)
+    if getattr(index, "cancelled", False):
+        out.cancelled = True
+        return out
+
+    records: list[ImageRecord] = []
+    for s, study in enumerate(index.studies(), start=1):
+        patient_key = next((p.key for p in index.patients if study in p.studies), "")
+        for i, entry in enumerate(study.images(), start=1):
+            records.append(ImageRecord(f"S{s:05d}-I{i:03d}", f"S{s:05d}", None, entry.path, patient_key,
+                                       study.uid, entry.sop_instance_uid, entry.rows, entry.columns))
+    entries = [entry for study in index.studies() for entry in study.images()]
+    total = len(entries)
+    cam_path = Path(cam_dir) if cam_dir else None
+    if cam_path:
+        cam_path.mkdir(parents=True, exist_ok=True)
+    display = cam_display or CamDisplay()
+    window = max(2 * engine.batch_size, 2 * workers)  # images decoded ahead of inference
+    done = 0
+
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode") as pool, \
+            ThreadPoolExecutor(1, thread_name_prefix="cam") as cam_pool:
+        pending: deque[tuple[int, Future]] = deque()
+        cam_jobs: deque[Future] = deque()
+        feed: Iterator[int] = iter(range(total))
+
+        def top_up() -> None:
+            while len(pending) < window:
+                k = next(feed, None)
+                if k is None:
+                    return
+                pending.append((k, pool.submit(_load, entries[k], engine, timer, cam_path is not None)))
+
+        top_up()
+        while pending:
+            if cancel is not None and cancel():
+                out.cancelled = True
+                for _, future in pending:
+                    future.cancel()
+                break
+            batch: list[tuple[int, Prepared, np.ndarray | None]] = []
+            while pending and len(batch) < engine.batch_size:
+                k, future = pending.popleft()
+                try:
+                    prepared, gray = future.result()
+                except Exception as exc:  # StudyLoadError, ImageInputError, decoder errors: skip the file
+                    records[k].error = str(exc)
+                    out.problems.append((records[k].path, _reason(exc, records[k].path)))
+                    done += 1
+                else:
+                    batch.append((k, prepared, gray))
+                top_up()
+            if batch:
+                start = time.perf_counter()
+                results = engine.infer([p for _, p, _ in batch], with_cam=True)
+                timer.add("inference", time.perf_counter() - start)
+                for (k, _, gray), result in zip(batch, results):
+                    records[k].result = result
+                    if cam_path is not None and gray is not None:
+                        cam_jobs.append(cam_pool.submit(_timed, timer, "cam", _write_cams, records[k], gray, cam_path,
+                                                        display, colormap, opacity, cam_all_labels, cam_max_side))
+                done += len(batch)
+                while len(cam_jobs) > window:  # keep the CAM writer from falling far behind
+                    out.cam_files.extend(cam_jobs.popleft().result())
+            if progress is not None:
+                progress(done, total)
+        for job in cam_jobs:
+            out.cam_files.extend(job.result())
+
+    out.images = [r for r in records if r.result is not None or r.error]
+    out.studies = aggregate_studies((r.study_id, r.result) for r in out.images if r.result is not None)
+    out.wall_seconds = time.perf_counter() - wall_start
+    return out
+
+
+def _timed(timer: _Timer, stage: str, function, *args):
+    start = time.perf_counter()
+    try:
+        return function(*args)
+    finally:
+        timer.add(stage, time.perf_counter() - start)
+
+
+def _reason(exc: Exception, path: Path) -> str:
+    text = str(exc)
+    prefix = f"{path}: "
+    return text[len(prefix):] if text.startswith(prefix) else text

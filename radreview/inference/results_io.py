@@ -1,0 +1,90 @@
+"""Writing batch predictions: CSV (one row per image and label, then per study and label) or JSON.
+
+Rows carry pseudonymous IDs (``S00001``, ``S00001-I001``: numbered in the order the index lists
+studies). Patient keys, UIDs and file paths appear only with ``identifiers=True``. Every row names
+the model and its version and the provider that ran; JSON adds a header with the models'
+checksums, provider notes and the research-use notice.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from radreview import RESEARCH_USE_NOTICE, __version__
+from radreview.inference.batch import BatchResult
+from radreview.inference.engine import Engine
+
+IMAGE_COLUMNS = ["level", "study_id", "image_id", "model", "version", "task", "label", "probability",
+                 "tier", "views", "regions", "provider", "error"]
+IDENTIFIER_COLUMNS = ["patient_id", "study_uid", "sop_instance_uid", "path"]
+
+
+def rows(result: BatchResult, engine: Engine, identifiers: bool = False) -> list[dict[str, Any]]:
+    provider = engine.provider
+    out: list[dict[str, Any]] = []
+    ids_by_study: dict[str, dict[str, str]] = {}
+    for record in result.images:
+        ident = ({"patient_id": record.patient_key, "study_uid": record.study_uid,
+                  "sop_instance_uid": record.sop_instance_uid, "path": str(record.path)} if identifiers else {})
+        ids_by_study.setdefault(record.study_id, {k: v for k, v in ident.items() if k in ("patient_id", "study_uid")})
+        if record.error:
+            out.append({"level": "image", "study_id": record.study_id, "image_id": record.image_id,
+                        "error": _reason(record.error, record.path, identifiers), **ident})
+            continue
+        regions = ";".join(record.result.regions) if record.result else ""
+        for label in record.result.labels if record.result else []:
+            out.append({"level": "image", "study_id": record.study_id, "image_id": record.image_id,
+                        "model": label.model, "version": label.version, "task": label.task, "label": label.label,
+                        "probability": round(label.probability, 6), "tier": label.tier, "views": 1,
+                        "regions": regions, "provider": provider, **ident})
+    for study in result.studies:
+        out.append({"level": "study", "study_id": study.study, "image_id": "", "model": study.model,
+                    "version": study.version, "task": study.task, "label": study.label,
+                    "probability": round(study.probability, 6), "tier": study.tier, "views": study.views,
+                    "provider": provider, **ids_by_study.get(study.study, {})})
+    return out
+
+
+def _reason(error: str, path: Path, identifiers: bool) -> str:
+    """An error message without the file path unless identifiers were asked for."""
+    return error if identifiers else error.replace(str(path), path.suffix or "file")
+
+
+def write_csv(path: str | Path, result: BatchResult, engine: Engine, identifiers: bool = False) -> None:
+    columns = IMAGE_COLUMNS + (IDENTIFIER_COLUMNS if identifiers else [])
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows(result, engine, identifiers))
+
+
+def write_json(path: str | Path, result: BatchResult, engine: Engine, identifiers: bool = False) -> None:
+    document = {
+        "notice": RESEARCH_USE_NOTICE,
+        "radreview_version": __version__,
+        "provider": engine.provider,
+        "provider_notes": engine.provider_notes,
+        "models": [{"name": m.card.name, "version": m.card.version, "weights_sha256": m.card.weights_sha256,
+                    "file": m.file.path.name, "provider": m.info.provider} for m in engine.models],
+        "images": [r for r in rows(result, engine, identifiers) if r["level"] == "image"],
+        "studies": [r for r in rows(result, engine, identifiers) if r["level"] == "study"],
+        "problems": [{"file": str(p) if identifiers else p.name, "reason": reason} for p, reason in result.problems],
+        "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+        "wall_seconds": round(result.wall_seconds, 3),
+        "cancelled": result.cancelled,
+    }
+    Path(path).write_text(json.dumps(document, indent=1), encoding="utf-8")
+
+
+def write_results(path: str | Path, result: BatchResult, engine: Engine, identifiers: bool = False) -> None:
+    """CSV or JSON by the file's suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".json":
+        write_json(path, result, engine, identifiers)
+    elif suffix == ".csv":
+        write_csv(path, result, engine, identifiers)
+    else:
+        raise ValueError(f"{path}: results must be .csv or .json")
