@@ -1,0 +1,127 @@
+"""Run plain functions in worker threads and hear back on the GUI thread.
+
+Long work in radreview is a plain function that takes ``progress(done, total)`` and
+``cancel() -> bool`` (see DESIGN.md). :class:`TaskRunner` runs such a function on a
+``QThreadPool`` and delivers its progress, result or exception through Qt signals, which are
+queued to the GUI thread; the function itself never touches a widget.
+
+    runner = TaskRunner(parent=self)
+    task = runner.start(lambda progress, cancel: index_paths(paths, progress, cancel),
+                        on_done=self._show_index, on_error=self._show_error,
+                        on_progress=self._progress)
+    task.cancel()   # the user moved on: the function sees cancel() -> True; callbacks stay silent
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+log = logging.getLogger(__name__)
+
+TaskFunction = Callable[[Callable[[int, int], None], Callable[[], bool]], Any]
+
+
+class _TaskSignals(QObject):
+    progress = Signal(int, int)
+    done = Signal(object)
+    failed = Signal(object)
+
+
+class Task(QRunnable):
+    """One call of a function in the pool. Cancelling silences its callbacks."""
+
+    def __init__(self, function: TaskFunction, name: str = "") -> None:
+        super().__init__()
+        self.setAutoDelete(False)  # the runner owns it until its result is delivered
+        self.function = function
+        self.name = name or getattr(function, "__name__", "task")
+        self.signals = _TaskSignals()
+        self._cancelled = threading.Event()
+        self.finished = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def is_cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def _progress(self, done: int, total: int) -> None:
+        if not self.is_cancelled():
+            self.signals.progress.emit(int(done), int(total))
+
+    def run(self) -> None:  # runs in the worker thread
+        try:
+            if self.is_cancelled():
+                return
+            result = self.function(self._progress, self.is_cancelled)
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back as a signal
+            if not self.is_cancelled():
+                log.debug("task %s failed", self.name, exc_info=True)
+                self.signals.failed.emit(exc)
+        else:
+            if not self.is_cancelled():
+                self.signals.done.emit(result)
+        finally:
+            self.finished.set()
+
+
+class TaskRunner(QObject):
+    """Starts :class:`Task` objects on its own thread pool and keeps them alive until done."""
+
+    def __init__(self, parent: QObject | None = None, max_threads: int | None = None) -> None:
+        super().__init__(parent)
+        self.pool = QThreadPool(self)
+        if max_threads:
+            self.pool.setMaxThreadCount(max_threads)
+        self._tasks: set[Task] = set()
+
+    def start(
+        self,
+        function: TaskFunction,
+        on_done: Callable[[Any], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        name: str = "",
+        priority: int = 0,
+    ) -> Task:
+        task = Task(function, name)
+        signals = task.signals
+        # Connected to the signals object, which lives on the GUI thread: queued delivery.
+        if on_progress is not None:
+            signals.progress.connect(on_progress)
+        if on_done is not None:
+            signals.done.connect(on_done)
+        if on_error is not None:
+            signals.failed.connect(on_error)
+        else:
+            signals.failed.connect(lambda exc, n=task.name: log.error("%s failed: %s", n, exc))
+        signals.done.connect(lambda _r, t=task: self._tasks.discard(t))
+        signals.failed.connect(lambda _e, t=task: self._tasks.discard(t))
+        self._tasks.add(task)
+        self.pool.start(task, priority)
+        self._forget_finished()
+        return task
+
+    def _forget_finished(self) -> None:
+        # Cancelled tasks emit nothing, so they are dropped here once their thread is done.
+        self._tasks = {t for t in self._tasks if not (t.finished.is_set() and t.is_cancelled())}
+
+    def cancel_all(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    def active_count(self) -> int:
+        return self.pool.activeThreadCount()
+
+    def shutdown(self, timeout_ms: int = 3000) -> bool:
+        """Cancel everything and wait for running functions to return (on close)."""
+        self.cancel_all()
+        self.pool.clear()
+        finished = self.pool.waitForDone(timeout_ms)
+        self._tasks.clear()
+        return finished
