@@ -96,9 +96,14 @@ def transfer_syntax_of(ds: Dataset) -> UID:
     return UID(str(uid))
 
 
-def unsupported_transfer_syntax_reason(ts: UID) -> str | None:
+def unsupported_transfer_syntax_reason(ts: UID, bits_stored: int = 0) -> str | None:
     """Why pixels in this transfer syntax cannot be decoded here, or None if they can."""
     from pydicom.pixels import get_decoder
+
+    if ts == pydicom.uid.JPEGExtended12Bit and bits_stored > 8:
+        # gdcm's and Pillow's pydicom plugins refuse 12-bit JPEG; the one backend that reads it
+        # (pylibjpeg-libjpeg) is GPL-licensed, which radreview does not ship.
+        return f"unsupported: {bits_stored}-bit JPEG Extended (Process 2 and 4) has no permissively licensed decoder here"
 
     try:
         decoder = get_decoder(ts)

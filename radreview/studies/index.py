@@ -199,7 +199,7 @@ def _index_dicom(path: Path, builder: _IndexBuilder) -> None:
     if not rows or not columns:
         raise StudyLoadError(path, f"contains no image: no pixel data ({sop_class_name(sop_class)})")
     ts = transfer_syntax_of(ds)
-    reason = unsupported_transfer_syntax_reason(ts)
+    reason = unsupported_transfer_syntax_reason(ts, _int(ds.get("BitsStored")) or 0)
     if reason:
         raise StudyLoadError(path, reason)
     frames = _int(ds.get("NumberOfFrames")) or 1

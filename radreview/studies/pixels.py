@@ -112,10 +112,14 @@ def decode_dicom(path: Path, frame: int = 0) -> DecodedImage:
     path = Path(path)
     ds = read_dataset(path, header_only=False)
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        # pydicom returns an empty dataset for a file whose encapsulated pixel data is cut off,
+        # so look at the header alone to tell "truncated image" from "not an image".
+        if "Rows" in ds or "Rows" in read_dataset(path, header_only=True):
+            raise StudyLoadError(path, "file is truncated or damaged: its pixel data is missing")
         name = sop_class_name(str(ds.get("SOPClassUID", "")))
         raise StudyLoadError(path, f"contains no image: no pixel data ({name})")
     ts = transfer_syntax_of(ds)
-    reason = unsupported_transfer_syntax_reason(ts)
+    reason = unsupported_transfer_syntax_reason(ts, _int(ds.get("BitsStored"), 0))
     if reason:
         raise StudyLoadError(path, reason)
     n_frames = _int(ds.get("NumberOfFrames"), 1) or 1
@@ -295,6 +299,7 @@ def _float(value: object, default: float) -> float:
         return default
 
 
-def _short(exc: BaseException, limit: int = 200) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def _short(exc: BaseException, limit: int = 300) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = " ".join(lines) if lines else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,321 @@
+"""Indexing: grouping, DICOMDIR, raster files, progress/cancel, and every kind of bad input."""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pydicom.encaps
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from radreview.studies import (
+    StudyLoadError,
+    decode_image,
+    header_attributes,
+    index_paths,
+    key_attributes,
+    render_display,
+)
+
+DICOMDIR_TESTS = Path(get_testdata_file("DICOMDIR")).parent
+
+
+def _testfile(name: str) -> Path:
+    return Path(get_testdata_file(name))
+
+
+def _fracatlas_jpegs(fracatlas_dir: Path, n: int) -> list[Path]:
+    return sorted((fracatlas_dir / "images" / "Non_fractured").glob("*.jpg"))[:n]
+
+
+@pytest.fixture
+def good_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "good"
+    folder.mkdir()
+    shutil.copy(_testfile("MR_small.dcm"), folder / "mr.dcm")
+    shutil.copy(_testfile("CT_small.dcm"), folder / "ct")  # no extension, Part 10 preamble
+    return folder
+
+
+# --- grouping -----------------------------------------------------------------------------
+
+
+def test_dicomdir_groups_patient_study_series_image_by_uid():
+    index = index_paths([DICOMDIR_TESTS / "DICOMDIR"])
+    assert not index.problems
+    assert [p.name for p in index.patients] == ["Doe Archibald", "Doe Peter"]
+    peter = index.patients[1]
+    assert len(peter.studies) == 4 and len(index.images()) == 31
+    for study in index.studies():
+        numbers = [s.number for s in study.series]
+        assert numbers == sorted(numbers)
+        for series in study.series:
+            assert {i.series_uid for i in series.images} == {series.uid}
+            instances = [i.instance_number for i in series.images]
+            assert instances == sorted(instances)
+
+
+def test_a_folder_scan_finds_the_same_images_as_its_dicomdir():
+    by_dicomdir = {i.sop_instance_uid for i in index_paths([DICOMDIR_TESTS / "DICOMDIR"]).images()}
+    scan = index_paths([DICOMDIR_TESTS / "77654033", DICOMDIR_TESTS / "98892001", DICOMDIR_TESTS / "98892003"])
+    assert {i.sop_instance_uid for i in scan.images()} == by_dicomdir
+
+
+def test_indexing_reads_headers_only(monkeypatch, good_folder):
+    """Indexing must never decode pixels (that happens on demand)."""
+    import pydicom.pixels
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("pixels decoded while indexing")
+
+    monkeypatch.setattr(pydicom.pixels, "pixel_array", forbidden)
+    index = index_paths([good_folder])
+    assert len(index.images()) == 2 and not index.problems
+
+
+def test_entry_fields_and_header_panels(pydicom_data_file):
+    path = pydicom_data_file("RG1_UNCR.dcm")
+    [entry] = index_paths([path]).images()
+    assert (entry.rows, entry.columns, entry.modality, entry.photometric) == (1955, 1841, "CR", "MONOCHROME1")
+    assert entry.body_part == "CHEST" and entry.pixel_spacing is None  # its Pixel Spacing is 0\0
+    summary = key_attributes(entry)
+    assert summary["Modality"] == "CR" and summary["Size"] == "1841 x 1955"
+    assert "unknown" in summary["Pixel spacing"]
+    rows = header_attributes(entry)
+    tags = {tag for tag, _, _ in rows}
+    assert "(0028,0004)" in tags and "(0002,0010)" in tags and "(7FE0,0010)" not in tags
+    assert ("(0028,1050)", "WindowCenter", "15000") in rows
+
+
+def test_imager_pixel_spacing_is_used_when_pixel_spacing_is_absent(tmp_path, pydicom_data_file):
+    ds = pydicom.dcmread(pydicom_data_file("RG3_UNCR.dcm"))
+    ds.ImagerPixelSpacing = [0.1, 0.12]
+    ds.save_as(tmp_path / "ips.dcm")
+    image = decode_image(index_paths([tmp_path / "ips.dcm"]).images()[0])
+    assert image.pixel_spacing == (0.1, 0.12) and image.spacing_source == "Imager Pixel Spacing"
+    ds.PixelSpacing = [0.2, 0.2]
+    ds.save_as(tmp_path / "ps.dcm")
+    entry = index_paths([tmp_path / "ps.dcm"]).images()[0]
+    assert entry.pixel_spacing == (0.2, 0.2) and entry.spacing_source == "Pixel Spacing"
+
+
+def test_raster_files_become_single_image_series(fracatlas_dir, tmp_path):
+    for jpeg in _fracatlas_jpegs(fracatlas_dir, 3):
+        shutil.copy(jpeg, tmp_path / jpeg.name)
+    Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)).save(tmp_path / "deep.png")
+    index = index_paths([tmp_path])
+    assert not index.problems
+    [patient] = index.patients
+    assert patient.name == tmp_path.name
+    assert len(patient.studies) == 4 and all(len(s.series) == 1 for s in patient.studies)
+    entries = index.images()
+    assert {e.kind for e in entries} == {"raster"}
+    jpeg = next(e for e in entries if e.path.suffix == ".jpg")
+    image = decode_image(jpeg)
+    np.testing.assert_array_equal(render_display(image), np.asarray(Image.open(jpeg.path).convert("L")))
+    deep = decode_image(next(e for e in entries if e.path.suffix == ".png"))
+    assert deep.bits_stored == 16 and render_display(deep).max() == 255
+
+
+def test_progress_and_cancel(good_folder):
+    calls: list[tuple[int, int]] = []
+    index_paths([good_folder], progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 2), (2, 2)]
+    cancelled = index_paths([good_folder], cancel=lambda: True)
+    assert cancelled.cancelled and not cancelled.images()
+    seen: list[int] = []
+    partial = index_paths([good_folder], progress=lambda d, t: seen.append(d), cancel=lambda: len(seen) >= 1)
+    assert partial.cancelled and len(partial.images()) == 1
+
+
+def test_the_same_file_opened_twice_is_listed_once(good_folder):
+    index = index_paths([good_folder, good_folder / "mr.dcm"])
+    assert len(index.images()) == 2
+
+
+# --- bad input: each gives a problem naming the file and the reason; the rest still opens ----
+
+
+def _only_problem(index, name: str):
+    matching = [p for p in index.problems if p.path.name == name]
+    assert len(matching) == 1, index.problems
+    return matching[0]
+
+
+def test_truncated_files(good_folder, caplog):
+    data = _testfile("MR_small.dcm").read_bytes()
+    (good_folder / "cut_pixels.dcm").write_bytes(data[: len(data) - 4000])
+    (good_folder / "cut_header.dcm").write_bytes(data[:300])
+    with caplog.at_level(logging.WARNING, logger="radreview.studies"):
+        index = index_paths([good_folder])
+    assert len(index.images()) == 2  # the good files still open
+    assert "truncated" in _only_problem(index, "cut_pixels.dcm").reason
+    assert _only_problem(index, "cut_header.dcm").reason
+    assert "cut_pixels.dcm" in caplog.text  # also in the log
+
+
+def test_truncated_pixel_data_in_a_compressed_file_fails_at_decoding(tmp_path):
+    data = _testfile("MR_small_RLE.dcm").read_bytes()
+    (tmp_path / "cut_rle.dcm").write_bytes(data[: len(data) - 3000])
+    [entry] = index_paths([tmp_path]).images()  # the header is intact, so it is listed
+    with pytest.raises(StudyLoadError, match=r"cut_rle\.dcm: file is truncated"):
+        decode_image(entry)
+
+
+def test_dicom_without_pixel_data(good_folder):
+    shutil.copy(_testfile("test-SR.dcm"), good_folder / "report.dcm")
+    state = Dataset()
+    state.file_meta = FileMetaDataset()
+    state.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    state.file_meta.MediaStorageSOPClassUID = pydicom.uid.GrayscaleSoftcopyPresentationStateStorage
+    state.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    state.SOPClassUID = pydicom.uid.GrayscaleSoftcopyPresentationStateStorage
+    state.SOPInstanceUID = state.file_meta.MediaStorageSOPInstanceUID
+    state.Modality = "PR"
+    state.save_as(good_folder / "state.dcm", enforce_file_format=True)
+    index = index_paths([good_folder])
+    assert len(index.images()) == 2
+    assert "no pixel data" in _only_problem(index, "report.dcm").reason
+    assert "SR" in _only_problem(index, "report.dcm").reason
+    assert "Presentation State" in _only_problem(index, "state.dcm").reason
+
+
+def test_unsupported_transfer_syntax(good_folder):
+    ds = pydicom.dcmread(_testfile("MR_small.dcm"))
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2: not for radiographs
+    ds.PixelData = pydicom.encaps.encapsulate([ds.PixelData])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(good_folder / "video.dcm")
+    index = index_paths([good_folder])
+    assert len(index.images()) == 2
+    reason = _only_problem(index, "video.dcm").reason
+    assert "unsupported transfer syntax" in reason and "MPEG2" in reason
+
+
+def test_non_dicom_file_with_a_dcm_name(good_folder):
+    (good_folder / "notes.dcm").write_text("Patient notes, not an image.\n" * 20)
+    (good_folder / "README").write_text("a file that is not DICOM and has no extension")
+    index = index_paths([good_folder])
+    assert len(index.images()) == 2
+    assert "not a DICOM file" in _only_problem(index, "notes.dcm").reason
+    assert not [p for p in index.problems if p.path.name == "README"]  # unknown files are skipped quietly
+    with pytest.raises(StudyLoadError, match="notes.dcm: not a DICOM file"):
+        from radreview.studies.pixels import decode_dicom
+
+        decode_dicom(good_folder / "notes.dcm")
+
+
+def test_corrupt_jpegs(good_folder, fracatlas_dir):
+    (good_folder / "garbage.jpg").write_bytes(os.urandom(5000))
+    jpeg = _fracatlas_jpegs(fracatlas_dir, 1)[0].read_bytes()
+    (good_folder / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    index = index_paths([good_folder])
+    assert "garbage.jpg" in str(_only_problem(index, "garbage.jpg"))
+    # A JPEG cut short has a good header: it is listed, and decoding it fails with a reason.
+    cut = next(e for e in index.images() if e.path.name == "cut.jpg")
+    with pytest.raises(StudyLoadError, match=r"cut\.jpg: damaged image data"):
+        decode_image(cut)
+    assert len([e for e in index.images() if e.kind == "dicom"]) == 2
+
+
+def test_empty_folder_and_missing_path(tmp_path):
+    (tmp_path / "empty").mkdir()
+    index = index_paths([tmp_path / "empty", tmp_path / "nowhere"])
+    assert not index.images()
+    assert "no DICOM or image files" in _only_problem(index, "empty").reason
+    assert _only_problem(index, "nowhere").reason == "not found"
+
+
+def test_unreadable_file_reported_via_the_os_error(good_folder, monkeypatch):
+    """Tests run as root, where chmod 000 still reads: the OS's PermissionError is injected."""
+    locked = good_folder / "locked.dcm"
+    shutil.copy(_testfile("MR_small.dcm"), locked)
+    real_open = builtins.open
+
+    def open_denying(file, *args, **kwargs):
+        if Path(str(file)).name == "locked.dcm":
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_denying)
+    index = index_paths([good_folder])
+    assert len(index.images()) == 2
+    assert _only_problem(index, "locked.dcm").reason == "permission denied"
+
+
+def test_unreadable_subfolder_reported_via_the_os_error(good_folder, monkeypatch):
+    (good_folder / "private").mkdir()
+    shutil.copy(_testfile("MR_small.dcm"), good_folder / "private" / "x.dcm")
+    real_scandir = os.scandir
+
+    def scandir_denying(path="."):
+        if Path(path).name == "private":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir_denying)
+    index = index_paths([good_folder])
+    assert len(index.images()) == 2
+    assert _only_problem(index, "private").reason == "permission denied"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_for_real(good_folder):
+    locked = good_folder / "locked.dcm"
+    shutil.copy(_testfile("MR_small.dcm"), locked)
+    locked.chmod(0)
+    try:
+        index = index_paths([good_folder])
+    finally:
+        locked.chmod(0o644)
+    assert _only_problem(index, "locked.dcm").reason == "permission denied"
+
+
+def _write_fileset(folder: Path, count: int) -> Path:
+    """A DICOMDIR with ``count`` MR images, written by pydicom's FileSet."""
+    from pydicom.fileset import FileSet
+
+    fileset = FileSet()
+    template = pydicom.dcmread(_testfile("MR_small.dcm"))
+    for number in range(1, count + 1):
+        ds = template.copy()
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.InstanceNumber = number
+        fileset.add(ds)
+    fileset.write(folder)
+    return folder / "DICOMDIR"
+
+
+def test_dicomdir_referencing_missing_files(tmp_path):
+    dicomdir = _write_fileset(tmp_path / "media", 5)
+    assert len(index_paths([dicomdir]).images()) == 5
+    files = sorted(p for p in dicomdir.parent.rglob("*") if p.is_file() and p.name != "DICOMDIR")
+    for path in files[:2]:
+        path.unlink()
+    index = index_paths([dicomdir])
+    missing = [p for p in index.problems if "missing" in p.reason]
+    assert sorted(p.path.name for p in missing) == sorted(p.name for p in files[:2])
+    assert all(str(dicomdir) in p.reason for p in missing)
+    assert len(index.images()) == 3  # the rest still opens
+
+
+def test_header_only_files_in_a_dicomdir_are_reported():
+    """pydicom's TINY_ALPHA file-set holds CT headers without pixel data."""
+    index = index_paths([DICOMDIR_TESTS / "TINY_ALPHA" / "DICOMDIR"])
+    assert not index.images()
+    assert index.problems and all("no pixel data" in p.reason for p in index.problems)
+
+
+def test_damaged_dicomdir(tmp_path):
+    (tmp_path / "DICOMDIR").write_bytes(b"\0" * 50)
+    index = index_paths([tmp_path / "DICOMDIR"])
+    assert not index.images() and _only_problem(index, "DICOMDIR").reason
