@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from radreview.metrics.mrmc import MrmcData, dbm_analysis, or_analysis, read_mrmc_csv
+from radreview.metrics.mrmc import MrmcData, dbm_analysis, or_analysis, read_mrmc_csv, reader_averaged_auc
 
 
 def close(printed: str) -> object:
@@ -220,3 +220,30 @@ def test_bad_designs_are_named(tmp_path) -> None:
     bad.write_text("reader,arm,case,truth,score\n1,a,c1,0,1\n")
     with pytest.raises(ValueError, match="missing column"):
         read_mrmc_csv(bad)
+
+
+def test_reader_averaged_auc_matches_or_per_modality(vandyke, or_dl) -> None:
+    for est, ref in zip(reader_averaged_auc(vandyke, "delong"), or_dl.random_readers_random_cases.modalities, strict=True):
+        assert (est.auc, est.se, est.df, est.lower, est.upper) == pytest.approx((ref.auc, ref.se, ref.df, ref.lower, ref.upper))
+    # One modality alone (an unaided-only study) gives the same figures for it.
+    single = MrmcData(vandyke.modalities[:1], vandyke.readers, vandyke.cases, vandyke.truth, vandyke.scores[:1])
+    (only,) = reader_averaged_auc(single, "delong")
+    assert (only.se, only.df, only.lower, only.upper) == (close("0.03307642"), close("12.59597"), close("0.8253461"), close("0.9687280"))
+
+
+def test_ai_as_a_modality_read_identically_by_every_reader(vandyke) -> None:
+    # Readers vs AI: the AI's scores repeated for every reader form a modality without reader
+    # variance. The OR analysis still applies (no division by zero) and the AI modality's
+    # reader-averaged AUC is the AI's AUC, with a CI from case variation alone.
+    ai = vandyke.scores[1].mean(axis=0)  # a "model" that averages the readers' ratings
+    scores = np.stack([vandyke.scores[0], np.broadcast_to(ai, vandyke.scores[0].shape)])
+    data = MrmcData(("readers", "AI"), vandyke.readers, vandyke.cases, vandyke.truth, scores)
+    res = or_analysis(data, "delong")
+    from radreview.metrics import auc_ci, roc_auc
+
+    assert res.modality_means[1] == pytest.approx(roc_auc(vandyke.truth, ai))
+    ai_est = res.random_readers_random_cases.modalities[1]
+    assert ai_est.df == math.inf
+    assert ai_est.se == pytest.approx(auc_ci(vandyke.truth, ai).se)  # the DeLong SE of the AI's AUC
+    test = res.random_readers_random_cases
+    assert 0.0 < test.p_value < 1.0 and test.ddf > 0

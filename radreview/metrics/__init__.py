@@ -36,6 +36,7 @@ from radreview.metrics.delong import (
     delong_variance,
     placement_values,
 )
+from radreview.metrics.mcnemar import McNemarResult, mcnemar_from_counts, mcnemar_test
 from radreview.metrics.mrmc import (
     Comparison,
     CovarianceComponents,
@@ -48,6 +49,7 @@ from radreview.metrics.mrmc import (
     dbm_analysis,
     or_analysis,
     read_mrmc_csv,
+    reader_averaged_auc,
 )
 from radreview.metrics.operating_points import (
     ConfusionCounts,
@@ -75,6 +77,7 @@ __all__ = [
     "DeLongTest",
     "DecisionChanges",
     "KappaResult",
+    "McNemarResult",
     "ModalityEstimate",
     "MrmcData",
     "MrmcTest",
@@ -104,6 +107,8 @@ __all__ = [
     "expected_calibration_error",
     "fleiss_kappa",
     "maximum_calibration_error",
+    "mcnemar_from_counts",
+    "mcnemar_test",
     "operating_point",
     "operating_point_from_counts",
     "or_analysis",
@@ -112,6 +117,7 @@ __all__ = [
     "proportion",
     "ratings_to_counts",
     "read_mrmc_csv",
+    "reader_averaged_auc",
     "reliability_curve",
     "roc_auc",
     "roc_curve",

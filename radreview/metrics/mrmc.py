@@ -2,6 +2,7 @@
 
 * :class:`MrmcData` - the fully crossed (reader, modality, case, truth, score) table;
 * :func:`or_analysis` - Obuchowski-Rockette with jackknife or DeLong covariances, Hillis ddf;
+* :func:`reader_averaged_auc` - per-modality reader-averaged AUC and CI (one modality is enough);
 * :func:`dbm_analysis` - Dorfman-Berbaum-Metz pseudovalue ANOVA, Hillis ddf;
 * :func:`read_mrmc_csv` - a tidy CSV (one row per read) into :class:`MrmcData`.
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from radreview.metrics.dbm import DbmResult, dbm_analysis, pseudovalues
 from radreview.metrics.mrmc_data import MrmcData
-from radreview.metrics.obuchowski_rockette import CovarianceComponents, ORResult, or_analysis
+from radreview.metrics.obuchowski_rockette import CovarianceComponents, ORResult, or_analysis, reader_averaged_auc
 from radreview.metrics._mrmc_results import Comparison, ModalityEstimate, MrmcTest, ReaderComparison
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "or_analysis",
     "pseudovalues",
     "read_mrmc_csv",
+    "reader_averaged_auc",
 ]
 
 

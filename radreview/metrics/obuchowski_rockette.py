@@ -34,6 +34,7 @@ import numpy as np
 
 from radreview.metrics._mrmc_results import (
     Comparison,
+    ModalityEstimate,
     MrmcTest,
     ReaderComparison,
     _ToDict,
@@ -222,6 +223,25 @@ def or_analysis(data: MrmcData, covariance: str = "jackknife", confidence: float
         fixed_readers_random_cases=frrc,
         random_readers_fixed_cases=rrfc,
     )
+
+
+def reader_averaged_auc(data: MrmcData, covariance: str = "jackknife", confidence: float = 0.95) -> list[ModalityEstimate]:
+    """Reader-averaged AUC per modality with its random-readers, random-cases CI (Hillis 2007).
+
+    Works with a single modality (a study with unaided reads only); each modality uses its
+    own data alone: SE = sqrt([MS(R_i) + r max(Cov2_i, 0)] / r) with Hillis' df.
+    """
+    t, r, _ = data.shape
+    aucs = data.aucs()
+    cov = data.covariance(covariance)
+    out = []
+    for i in range(t):
+        block = cov[i * r : (i + 1) * r, i * r : (i + 1) * r]
+        ms_r = float(((aucs[i] - aucs[i].mean()) ** 2).sum()) / (r - 1)
+        cov2 = float((block.sum() - np.trace(block)) / (r * (r - 1)))
+        denom = ms_r + r * max(cov2, 0.0)
+        out.append(modality_estimate(data.modalities[i], float(aucs[i].mean()), math.sqrt(denom / r), hillis_df(denom, ms_r, r - 1), confidence))
+    return out
 
 
 def _cmp(data: MrmcData, a: int, b: int, means: np.ndarray, se: float, df: float, confidence: float) -> Comparison:
