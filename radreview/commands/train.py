@@ -11,6 +11,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(_train_parser=parser)  # to write the command line into the card
     parser.add_argument("data", help="folder-per-class tree, CSV (path,label[s]), MURA-style study tree or FracAtlas folder")
     parser.add_argument("--out", required=True, help="run folder: split.csv, training log, checkpoint.pt")
     parser.add_argument("--name", default="classifier", help="model name for the card")
@@ -67,8 +68,23 @@ def config_from_args(args: argparse.Namespace):
         image_size=args.image_size, trainable_stages=0 if args.freeze_backbone else args.trainable_stages,
         cache_lower=args.cache_lower, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         patience=args.patience, balance=args.balance, static_augment=args.static_augment, augment=augment,
-        seed=args.seed, device=args.device, command="radreview " + shlex.join(sys.argv[1:]),
+        seed=args.seed, device=args.device, command=command_line(args),
     )
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The equivalent ``radreview train`` command (what the user typed, defaults left out)."""
+    parser = getattr(args, "_train_parser", None)
+    words = ["radreview", "train", args.data]
+    for action in parser._actions if parser else []:  # argparse has no public list of actions
+        if not action.option_strings or action.dest in ("help", "data"):
+            continue
+        value = getattr(args, action.dest, None)
+        if value == action.default or value is None:
+            continue
+        option = max(action.option_strings, key=len)
+        words += [option] if action.nargs == 0 else [option, str(value)]
+    return shlex.join(words)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,6 +37,8 @@ def export_onnx_graph(model: torch.nn.Module, height: int, width: int, out_path:
         # tracing warns that the SAME-padding arithmetic becomes constants: intended (fixed H, W)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", UserWarning)
+        # torch >= 2.9 calls the TorchScript exporter "legacy"; it is still the compact, dependable one
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             wrapper,
             (dummy,),
@@ -60,8 +62,10 @@ def _validation_section(meta: dict[str, Any], validation: dict[str, Any] | None)
             section["labels"][name] = {
                 "auc": auc.get("auc"), "ci_low": auc.get("low"), "ci_high": auc.get("high"),
                 "ci_method": "DeLong 95%", "n_pos": auc.get("n_pos"), "n_neg": auc.get("n_neg"),
+                **{k: figures.get("calibration", {}).get(k) for k in ("ece", "brier") if figures.get("calibration")},
                 "at_operating_points": {
-                    point: {"sensitivity": stats["sensitivity"]["value"], "specificity": stats["specificity"]["value"]}
+                    point: {"threshold": stats["threshold"], "sensitivity": stats["sensitivity"]["estimate"],
+                            "specificity": stats["specificity"]["estimate"]}
                     for point, stats in figures.get("card_operating_points", {}).items()
                 },
             }

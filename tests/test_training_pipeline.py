@@ -1,0 +1,207 @@
+"""Train -> export -> evaluate on a handful of real FracAtlas images (a few steps, small images).
+
+Checks what a shipped model must satisfy: the card (labels, operating points, attribution,
+sha256, intended use), ONNX/torch parity (logits within 1e-3, CAM correlation > 0.99), and the
+evaluation folder. Also shows that tasks without open data (dislocation, abnormality) train end
+to end from a folder tree, with FracAtlas hardware as the real stand-in positive class.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+from conftest import FRACATLAS_DIR  # noqa: E402
+from radreview.inference.card import INTENDED_USE, read_card  # noqa: E402
+from radreview.training.augment import AugmentConfig  # noqa: E402
+from radreview.training.checkpoint import load_model  # noqa: E402
+from radreview.training.datasets import DatasetError  # noqa: E402
+from radreview.training.evaluate import evaluate_model  # noqa: E402
+from radreview.training.export import export_checkpoint  # noqa: E402
+from radreview.training.image_cache import letterboxed_uint8  # noqa: E402
+from radreview.training.letterbox import normalise  # noqa: E402
+from radreview.training.train import TrainConfig, train_classifier  # noqa: E402
+
+pytestmark = pytest.mark.train
+SIZE = 96
+
+
+def _tiny(data: Path | str, out: Path, **overrides) -> TrainConfig:
+    options = dict(
+        data=str(data), out_dir=str(out), name="tiny", image_size=SIZE, max_images=48, epochs=2, max_steps=2,
+        batch_size=8, trainable_stages=2, cache_lower=True, static_augment=2, patience=5, seed=3,
+        split_fractions=(0.5, 0.25, 0.25), command="pytest tiny run",
+    )
+    options.update(overrides)
+    return TrainConfig(**options)
+
+
+@pytest.fixture(scope="module")
+def fracatlas_run(tmp_path_factory) -> tuple[Path, Path]:
+    """One tiny multi-task run on FracAtlas and its exported model file."""
+    out = tmp_path_factory.mktemp("fracatlas_run")
+    progress_calls: list[tuple[int, int]] = []
+    result = train_classifier(_tiny(FRACATLAS_DIR, out), progress=lambda d, t: progress_calls.append((d, t)))
+    assert progress_calls and progress_calls[-1][0] == progress_calls[-1][1]
+    model_path = out / "tiny.onnx"
+    export_checkpoint(result.checkpoint, model_path)
+    return result.checkpoint, model_path
+
+
+def test_training_writes_log_split_and_checkpoint(fracatlas_run) -> None:
+    checkpoint, _ = fracatlas_run
+    run_dir = checkpoint.parent
+    rows = json.loads((run_dir / "training_log.json").read_text())
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all(np.isfinite(r["train_loss"]) for r in rows)
+    with open(run_dir / "split.csv", newline="") as handle:
+        split_rows = list(csv.DictReader(handle))
+    assert {r["split"] for r in split_rows} == {"train", "val", "test"}
+    assert len({r["sha256"] for r in split_rows}) == len(split_rows)  # deduplicated by content
+    _, meta = load_model(checkpoint)
+    assert meta["training_run"]["seed"] == 3 and meta["training_run"]["command"] == "pytest tiny run"
+    assert meta["training_run"]["cached_lower_stages"] == 16  # 18 Lite0 stages, top 2 trained
+
+
+def test_exported_card_describes_the_model(fracatlas_run) -> None:
+    _, model_path = fracatlas_run
+    card = read_card(model_path)  # verifies the weights' sha256
+    assert [l.name for l in card.labels] == ["hand", "leg", "hip", "shoulder", "fractured", "hardware"]
+    assert card.tasks == ("region", "fracture", "hardware")
+    assert all(l.activation == "sigmoid" for l in card.labels)
+    assert (card.input.height, card.input.width) == (SIZE, SIZE)
+    assert card.intended_use == INTENDED_USE and "research" in card.description.lower()
+    assert "CC BY 4.0" in card.training_data["licence"] and "FracAtlas" in card.training_data["attribution"]
+    assert len(card.weights_sha256) == 64
+    with_points = [l for l in card.labels if l.operating_points]
+    assert with_points, "operating points are chosen on the validation split"
+    for label in with_points:
+        assert 0.0 <= label.operating_points.possible <= label.operating_points.likely <= 1.0
+    assert card.training_run["seed"] == 3 and card.training_run["hardware"]
+
+
+def test_onnx_agrees_with_torch(fracatlas_run) -> None:
+    checkpoint, model_path = fracatlas_run
+    model, meta = load_model(checkpoint)
+    images = sorted((FRACATLAS_DIR / "images" / "Fractured").glob("*.jpg"))[:3]
+    mean, std = meta["input"]["mean"], meta["input"]["std"]
+    batch = np.stack([normalise(letterboxed_uint8(p, SIZE, SIZE) / 255.0, mean, std) for p in images]).astype(np.float32)
+    with torch.no_grad():
+        logits_t, cam_t = model.forward_with_cam(torch.from_numpy(batch))
+        plain = model(torch.from_numpy(batch))
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    logits_o, cam_o = session.run(["logits", "cam"], {"image": batch})
+    assert logits_o.shape == (3, 6) and cam_o.shape[:2] == (3, 6)
+    np.testing.assert_allclose(logits_o, logits_t.numpy(), atol=1e-3)
+    np.testing.assert_allclose(plain.numpy(), logits_t.numpy(), atol=1e-4)
+    for n in range(3):
+        for k in range(6):
+            r = np.corrcoef(cam_o[n, k].ravel(), cam_t[n, k].numpy().ravel())[0, 1]
+            assert r > 0.99
+    # exact CAM: the logit is the map's mean plus the bias
+    bias = model.head.bias.detach().numpy()
+    np.testing.assert_allclose(cam_o.mean(axis=(2, 3)) + bias, logits_o, atol=1e-3)
+
+
+def test_evaluate_writes_figures_for_onnx_and_checkpoint(fracatlas_run, tmp_path) -> None:
+    checkpoint, model_path = fracatlas_run
+    split_file = checkpoint.parent / "split.csv"
+    result = evaluate_model(model_path, FRACATLAS_DIR, tmp_path / "onnx", "test", split_file, cam_examples=2)
+    assert result["labels"], result["skipped_labels"]
+    for name, figures in result["labels"].items():
+        auc = figures["auc"]
+        assert 0.0 <= auc["low"] <= auc["auc"] <= auc["high"] <= 1.0
+        assert {"possible", "likely"} <= set(figures["card_operating_points"]) or name not in result["labels"]
+        assert 0.0 <= figures["calibration"]["brier"] <= 1.0
+        assert (tmp_path / "onnx" / f"roc_{name}.png").stat().st_size > 1000
+    for name in ("metrics.json", "roc.png", "reliability.png", "predictions.csv"):
+        assert (tmp_path / "onnx" / name).is_file()
+    assert result["cam_examples"] and all(e["method"] == "CAM from the model file" for e in result["cam_examples"])
+    # the checkpoint gives the same scores and Grad-CAM examples
+    again = evaluate_model(checkpoint, FRACATLAS_DIR, tmp_path / "ckpt", "test", cam_examples=1)
+    for name in result["labels"]:
+        assert again["labels"][name]["auc"]["auc"] == pytest.approx(result["labels"][name]["auc"]["auc"], abs=1e-3)
+    assert again["cam_examples"][0]["method"].startswith("Grad-CAM")
+    assert (tmp_path / "ckpt" / again["cam_examples"][0]["file"]).is_file()
+    # the card can carry these figures
+    card = export_checkpoint(checkpoint, tmp_path / "with_validation.onnx", tmp_path / "onnx" / "metrics.json")
+    first = next(iter(result["labels"]))
+    assert card.validation["labels"][first]["ci_low"] == pytest.approx(result["labels"][first]["auc"]["low"])
+
+
+def _stand_in_tree(root: Path, positive: str, n: int = 12) -> Path:
+    """A two-class folder tree of real radiographs: hardware images as the positive class."""
+    with open(FRACATLAS_DIR / "dataset.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    chosen = {"1": [], "0": []}
+    for row in rows:
+        bucket = chosen[row["hardware"]]
+        if len(bucket) < n:
+            bucket.append(row)
+    for flag, folder in (("1", positive), ("0", "normal")):
+        (root / folder).mkdir(parents=True)
+        for row in chosen[flag]:
+            sub = "Fractured" if row["fractured"] == "1" else "Non_fractured"
+            (root / folder / row["image_id"]).symlink_to(FRACATLAS_DIR / "images" / sub / row["image_id"])
+    return root
+
+
+@pytest.mark.parametrize("task", ["dislocation", "abnormality"])
+def test_tasks_without_open_data_train_end_to_end(task, tmp_path) -> None:
+    tree = _stand_in_tree(tmp_path / "data", "dislocated" if task == "dislocation" else "abnormal")
+    config = _tiny(tree, tmp_path / "run", task=task, max_images=None, trainable_stages=1, static_augment=1,
+                   augment=AugmentConfig(allow_flip=True))
+    result = train_classifier(config)
+    card = export_checkpoint(result.checkpoint, tmp_path / f"{task}.onnx")
+    assert [(l.name, l.task) for l in card.labels] == [("dislocated" if task == "dislocation" else "abnormal", task)]
+    used = sum(card.training_data["counts"].values())  # 24 less duplicates and unreadable files
+    assert used >= 20 and card.training_data["counts"]["test"] >= 4
+    metrics = evaluate_model(tmp_path / f"{task}.onnx", tree, tmp_path / "eval", "all", cam_examples=1, task=task)
+    assert metrics["n_images"] == used and len(metrics["labels"]) == 1
+
+
+def test_cli_train_export_evaluate(tmp_path, capsys) -> None:
+    from radreview.cli import main
+
+    tree = _stand_in_tree(tmp_path / "data", "hardware", n=8)
+    run = tmp_path / "run"
+    code = main(["train", str(tree), "--out", str(run), "--task", "hardware", "--image-size", "64", "--epochs", "1",
+                 "--batch-size", "8", "--freeze-backbone", "--cache-lower", "--split", "0.5,0.25,0.25"])
+    assert code == 0, capsys.readouterr().err
+    assert main(["export", str(run / "checkpoint.pt"), "--out", str(tmp_path / "m.onnx")]) == 0
+    assert main(["evaluate", str(tmp_path / "m.onnx"), str(tree), "--out", str(tmp_path / "ev"),
+                 "--split", "test", "--split-file", str(run / "split.csv"), "--task", "hardware"]) == 0
+    out = capsys.readouterr().out
+    assert "AUC" in out and (tmp_path / "ev" / "metrics.json").is_file()
+    card = read_card(tmp_path / "m.onnx")
+    assert card.training_run["command"].startswith("radreview train")
+    assert card.training_run["trainable_stages"] == 0  # the fracture paper's recipe: top layer only
+
+
+def test_bad_inputs_are_named(tmp_path, caplog) -> None:
+    from radreview.cli import main
+
+    one_class = tmp_path / "one"
+    (one_class / "normal").mkdir(parents=True)
+    (one_class / "normal" / "a.png").write_bytes(b"")
+    with pytest.raises(DatasetError, match="at least two"):
+        train_classifier(_tiny(one_class, tmp_path / "r1"))
+    assert main(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "r2")]) == 2
+    assert main(["evaluate", str(tmp_path / "none.onnx"), str(FRACATLAS_DIR), "--out", str(tmp_path / "e")]) == 2
+    # an unreadable image is named and left out; training goes on
+    tree = _stand_in_tree(tmp_path / "data", "hardware", n=6)
+    broken = tree / "hardware" / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    with caplog.at_level(logging.WARNING):
+        result = train_classifier(_tiny(tree, tmp_path / "r3", max_images=None, epochs=1, trainable_stages=1))
+    _, meta = load_model(result.checkpoint)
+    assert any("broken.jpg" in p for p in meta["training_data"]["unreadable"])
+    assert "broken.jpg" in caplog.text
