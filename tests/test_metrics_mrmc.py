@@ -206,6 +206,21 @@ def test_three_modalities_runs_and_pairs(vandyke) -> None:
     assert math.isfinite(dbm_analysis(data).random_readers_random_cases.statistic)
 
 
+def test_modality_order_and_records(mrmc_dir) -> None:
+    import csv
+
+    with (mrmc_dir / "vandyke.csv").open() as fh:
+        rows = [{"reader": r["reader"], "modality": r["treatment"], "case": r["case"], "truth": r["truth"], "score": r["rating"]} for r in csv.DictReader(fh)]
+    data = MrmcData.from_records(rows, modality_order=[2, 1])  # numbers name the text codes too
+    assert data.modalities == ("2", "1")
+    (cmp,) = or_analysis(data).random_readers_random_cases.comparisons
+    assert (cmp.modality_a, cmp.modality_b, cmp.difference) == ("2", "1", close("0.04380032"))
+    with pytest.raises(ValueError, match="must list each modality once"):
+        MrmcData.from_records(rows, modality_order=["1", "3"])
+    with pytest.raises(ValueError, match="at least two readers"):
+        MrmcData.from_records([r for r in rows if r["reader"] == "1"])
+
+
 def test_bad_designs_are_named(tmp_path) -> None:
     with pytest.raises(ValueError, match="not fully crossed"):
         MrmcData.from_columns(["1", "1", "2"], ["a", "a", "a"], ["c1", "c2", "c1"], [0, 1, 0], [1, 2, 3])

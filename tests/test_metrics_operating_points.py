@@ -106,7 +106,8 @@ def test_threshold_choices_against_brute_force(seed: int) -> None:
 def test_operating_point_to_dict() -> None:
     import json
 
-    y, s = _data()
-    d = threshold_for_specificity(y, s, 1.0).to_dict()
-    json.dumps(d)  # NaN PPV is allowed when nothing is called positive, but it must serialise
+    # The top score is a negative case, so only "+inf" (call nothing positive) reaches specificity 1.
+    d = threshold_for_specificity([1, 0, 1], [0.5, 0.9, 0.3], 1.0).to_dict()
+    json.dumps(d, allow_nan=False)  # an undefined PPV (nothing called positive) becomes null
+    assert d["ppv"]["estimate"] is None and d["threshold"] == "inf"
     assert set(d) >= {"threshold", "counts", "sensitivity", "specificity", "ppv", "npv"}

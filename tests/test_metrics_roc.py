@@ -66,5 +66,5 @@ def test_curve_to_dict_is_json_safe() -> None:
     import json
 
     d = roc_curve([0, 1, 1], [0.2, 0.4, 0.9]).to_dict()
-    assert d["thresholds"][0] is None
+    assert d["thresholds"][0] == "inf"
     json.dumps(d, allow_nan=False)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,10 +36,11 @@ from numpy.typing import ArrayLike
 from scipy.stats import norm
 
 from radreview.metrics.operating_points import Proportion, proportion
+from radreview.metrics._serialize import DictMixin
 
 
 @dataclass(frozen=True)
-class KappaResult:
+class KappaResult(DictMixin):
     kappa: float
     se: float  # large-sample SE (Fleiss, Cohen & Everitt 1969); NaN for Fleiss' kappa
     lower: float
@@ -53,11 +54,6 @@ class KappaResult:
     weights: str  # "none" | "linear" | "quadratic"
     confidence: float
     categories: list[Any]
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["categories"] = [c.item() if isinstance(c, np.generic) else c for c in self.categories]
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
 
 def percent_agreement(rater_a: ArrayLike, rater_b: ArrayLike) -> float:
@@ -231,7 +227,7 @@ def fleiss_kappa(counts: ArrayLike, confidence: float = 0.95, categories: Sequen
 
 
 @dataclass(frozen=True)
-class DecisionChanges:
+class DecisionChanges(DictMixin):
     """How second (e.g. AI-aided) decisions differ from first (unaided) ones on the same cases."""
 
     n: int
@@ -242,9 +238,6 @@ class DecisionChanges:
     accuracy_before: Proportion
     accuracy_after: Proportion
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        return d
 
 
 def decision_changes(before: ArrayLike, after: ArrayLike, truth: ArrayLike, confidence: float = 0.95) -> DecisionChanges:

@@ -27,11 +27,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import norm
 
+from radreview.metrics._serialize import DictMixin
+
 Statistic = Callable[..., float]
 
 
 @dataclass(frozen=True)
-class BootstrapResult:
+class BootstrapResult(DictMixin):
     estimate: float  # the statistic on the original data
     lower: float
     upper: float
@@ -44,17 +46,10 @@ class BootstrapResult:
     distribution: np.ndarray  # the finite bootstrap replicates
 
     def to_dict(self) -> dict:
-        return {
-            "estimate": self.estimate,
-            "lower": self.lower,
-            "upper": self.upper,
-            "se": self.se,
-            "confidence": self.confidence,
-            "method": self.method,
-            "n_resamples": self.n_resamples,
-            "n_failed": self.n_failed,
-            "seed": self.seed,
-        }
+        """All but the replicates themselves (keep a JSON small)."""
+        d = super().to_dict()
+        del d["distribution"]
+        return d
 
 
 def bootstrap_indices(n: int, n_resamples: int, rng: np.random.Generator, strata: ArrayLike | None = None) -> np.ndarray:

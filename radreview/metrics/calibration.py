@@ -16,11 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from radreview.metrics._serialize import DictMixin
 from radreview.metrics._validation import binary_truth
 
 
 @dataclass(frozen=True)
-class ReliabilityCurve:
+class ReliabilityCurve(DictMixin):
     """Non-empty bins only (like scikit-learn); ``bin_edges`` has all ``n_bins + 1`` edges."""
 
     mean_predicted: np.ndarray
@@ -29,16 +30,6 @@ class ReliabilityCurve:
     bin_edges: np.ndarray
     bin_index: np.ndarray  # which of the n_bins each returned bin is
     strategy: str
-
-    def to_dict(self) -> dict:
-        return {
-            "mean_predicted": self.mean_predicted.tolist(),
-            "fraction_positive": self.fraction_positive.tolist(),
-            "counts": self.counts.tolist(),
-            "bin_edges": self.bin_edges.tolist(),
-            "bin_index": self.bin_index.tolist(),
-            "strategy": self.strategy,
-        }
 
 
 def _probabilities(y_true: ArrayLike, y_prob: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

@@ -23,17 +23,18 @@ models are scored on the same test set.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import chi2, norm, rankdata
 
 from radreview.metrics._validation import binary_truth, both_classes
+from radreview.metrics._serialize import DictMixin
 
 
 @dataclass(frozen=True)
-class PlacementValues:
+class PlacementValues(DictMixin):
     """DeLong structural components for K score vectors on the same cases."""
 
     v10: np.ndarray  # (K, m): one row per score vector, one column per positive case
@@ -45,7 +46,7 @@ class PlacementValues:
 
 
 @dataclass(frozen=True)
-class AucInterval:
+class AucInterval(DictMixin):
     """An AUC with its DeLong standard error and confidence interval."""
 
     auc: float
@@ -57,12 +58,10 @@ class AucInterval:
     n_positive: int
     n_negative: int
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
-class DeLongTest:
+class DeLongTest(DictMixin):
     """Paired (or unpaired) DeLong test of AUC_a = AUC_b."""
 
     auc_a: float
@@ -76,8 +75,6 @@ class DeLongTest:
     confidence: float
     correlation: float  # of the two AUC estimates (0 when unpaired)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _score_matrix(y: np.ndarray, scores: ArrayLike) -> np.ndarray:
@@ -193,16 +190,13 @@ def _difference_test(auc_a: float, auc_b: float, var: float, confidence: float, 
 
 
 @dataclass(frozen=True)
-class DeLongGlobalTest:
+class DeLongGlobalTest(DictMixin):
     """Chi-square test that K correlated AUCs are all equal (DeLong et al. 1988, eq. 5)."""
 
     aucs: np.ndarray
     chi2: float
     df: int
     p_value: float
-
-    def to_dict(self) -> dict:
-        return {"aucs": self.aucs.tolist(), "chi2": self.chi2, "df": self.df, "p_value": self.p_value}
 
 
 def delong_global_test(y_true: ArrayLike, scores: ArrayLike) -> DeLongGlobalTest:

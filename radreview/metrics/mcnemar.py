@@ -14,15 +14,16 @@ The difference of the two proportions, (b - c) / n, gets a Wald CI with the pair
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import binomtest, chi2, norm
+from radreview.metrics._serialize import DictMixin
 
 
 @dataclass(frozen=True)
-class McNemarResult:
+class McNemarResult(DictMixin):
     n: int
     a_only: int  # b: right (or positive) under A only
     b_only: int  # c: right (or positive) under B only
@@ -33,8 +34,6 @@ class McNemarResult:
     p_value: float
     method: str  # "exact", "chi2" or "chi2-corrected"
 
-    def to_dict(self) -> dict:
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
 
 
 def mcnemar_test(outcome_a: ArrayLike, outcome_b: ArrayLike, method: str = "exact", confidence: float = 0.95) -> McNemarResult:

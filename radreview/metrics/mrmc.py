@@ -13,6 +13,7 @@ results of OR-DBM MRMC 2.51, MRMCaov and RJafroc.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 from radreview.metrics.dbm import DbmResult, dbm_analysis, pseudovalues
@@ -45,6 +46,7 @@ def read_mrmc_csv(
     case: str = "case",
     truth: str = "truth",
     score: str = "score",
+    modality_order: Sequence[str] | None = None,
 ) -> MrmcData:
     """Read a tidy CSV (one row per read); the keyword arguments name its columns."""
     path = Path(path)
@@ -66,6 +68,7 @@ def read_mrmc_csv(
             [r[case] for r in rows],
             [r[truth] for r in rows],
             [_number(r[score], path, line) for line, r in enumerate(rows, start=2)],
+            modality_order,
         )
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None

@@ -38,14 +38,26 @@ class MrmcData:
         case: Sequence[Any],
         truth: Sequence[Any],
         score: Sequence[float],
+        modality_order: Sequence[Any] | None = None,
     ) -> MrmcData:
-        """Build from parallel columns; checks the design is fully crossed and truth is per case."""
+        """Build from parallel columns; checks the design is fully crossed and truth is per case.
+
+        Modalities, readers and cases are sorted (numbers numerically); ``modality_order``
+        fixes the modality order instead, e.g. ``("aided", "unaided")`` so that differences
+        read aided - unaided.
+        """
         n = len(reader)
         if not all(len(col) == n for col in (modality, case, truth, score)):
             raise ValueError("MRMC columns reader, modality, case, truth and score must have the same length")
         if n == 0:
             raise ValueError("MRMC data is empty")
         modalities = tuple(sorted(set(modality), key=_sort_key))
+        if modality_order is not None:
+            if sorted(map(str, modality_order)) != sorted(map(str, modalities)) or len(set(modality_order)) != len(modality_order):
+                raise ValueError(f"modality_order {list(modality_order)} must list each modality once: {list(modalities)}")
+            # Match by text so that 1 and "1" name the same modality (CSV columns are text).
+            by_text = {str(m): m for m in modalities}
+            modalities = tuple(by_text[str(m)] for m in modality_order)
         readers = tuple(sorted(set(reader), key=_sort_key))
         cases = tuple(sorted(set(case), key=_sort_key))
         mi = {v: i for i, v in enumerate(modalities)}
@@ -75,12 +87,12 @@ class MrmcData:
         y = np.array([truth_by_case[k] for k in range(len(cases))], dtype=bool)
         if y.all() or not y.any():
             raise ValueError("MRMC data needs both diseased and non-diseased cases")
-        if len(readers) < 2 or len(modalities) < 1:
-            raise ValueError("MRMC analysis needs at least two readers")
+        if len(readers) < 2:
+            raise ValueError(f"MRMC analysis needs at least two readers, got {len(readers)}")
         return cls(modalities, readers, cases, y, scores)
 
     @classmethod
-    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> MrmcData:
+    def from_records(cls, records: Iterable[Mapping[str, Any]], modality_order: Sequence[Any] | None = None) -> MrmcData:
         """Build from mappings with keys reader, modality, case, truth, score (e.g. ``csv.DictReader``)."""
         rows = list(records)
         try:
@@ -90,6 +102,7 @@ class MrmcData:
                 [r["case"] for r in rows],
                 [r["truth"] for r in rows],
                 [float(r["score"]) for r in rows],
+                modality_order,
             )
         except KeyError as exc:
             raise ValueError(f"MRMC records need the keys reader, modality, case, truth, score; missing {exc}") from None

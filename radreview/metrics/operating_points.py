@@ -22,7 +22,7 @@ Threshold choice:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -30,10 +30,11 @@ from scipy.stats import norm
 
 from radreview.metrics._validation import binary_truth, scores_like
 from radreview.metrics.roc import roc_curve
+from radreview.metrics._serialize import DictMixin, json_safe
 
 
 @dataclass(frozen=True)
-class Proportion:
+class Proportion(DictMixin):
     """``successes / n`` with a Wilson score interval (NaN when ``n == 0``)."""
 
     estimate: float
@@ -42,12 +43,10 @@ class Proportion:
     successes: int
     n: int
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
-class ConfusionCounts:
+class ConfusionCounts(DictMixin):
     """The 2x2 table of calls (``score >= threshold``) against the truth."""
 
     tp: int
@@ -63,12 +62,10 @@ class ConfusionCounts:
         """``[[tn, fp], [fn, tp]]``: rows truth (neg, pos), columns call (neg, pos), as scikit-learn."""
         return np.array([[self.tn, self.fp], [self.fn, self.tp]])
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
-class OperatingPoint:
+class OperatingPoint(DictMixin):
     """Diagnostic figures at one threshold, each with a Wilson CI."""
 
     threshold: float
@@ -85,17 +82,7 @@ class OperatingPoint:
         return self.sensitivity.estimate + self.specificity.estimate - 1.0
 
     def to_dict(self) -> dict:
-        return {
-            "threshold": self.threshold if math.isfinite(self.threshold) else None,
-            "counts": self.counts.to_dict(),
-            "sensitivity": self.sensitivity.to_dict(),
-            "specificity": self.specificity.to_dict(),
-            "ppv": self.ppv.to_dict(),
-            "npv": self.npv.to_dict(),
-            "accuracy": self.accuracy.to_dict(),
-            "youden_j": self.youden_j,
-            "confidence": self.confidence,
-        }
+        return {**super().to_dict(), "youden_j": json_safe(self.youden_j)}
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

@@ -21,11 +21,12 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import rankdata
 
+from radreview.metrics._serialize import DictMixin
 from radreview.metrics._validation import binary_truth, both_classes, scores_like
 
 
 @dataclass(frozen=True)
-class RocCurve:
+class RocCurve(DictMixin):
     """Points of an empirical ROC curve, thresholds decreasing (first is ``+inf``)."""
 
     fpr: np.ndarray
@@ -33,16 +34,6 @@ class RocCurve:
     thresholds: np.ndarray
     n_positive: int
     n_negative: int
-
-    def to_dict(self) -> dict:
-        return {
-            "fpr": self.fpr.tolist(),
-            "tpr": self.tpr.tolist(),
-            # JSON has no infinity: the first threshold (call nothing positive) becomes None.
-            "thresholds": [None if not np.isfinite(t) else float(t) for t in self.thresholds],
-            "n_positive": self.n_positive,
-            "n_negative": self.n_negative,
-        }
 
 
 def roc_curve(y_true: ArrayLike, scores: ArrayLike) -> RocCurve:
