@@ -104,6 +104,19 @@ def test_fleiss_1971_example() -> None:
     assert res.z == pytest.approx(17.65183, abs=5e-6)  # irr, Fleiss-Nee-Landis SE under H0
 
 
+def test_fleiss_bootstrap_ci() -> None:
+    counts, _ = ratings_to_counts(FLEISS_1971)
+    res = fleiss_kappa(counts, n_resamples=1000, seed=1)
+    assert res.lower < res.kappa < res.upper
+    assert res.to_dict()["se"] == res.se
+    assert fleiss_kappa(counts, n_resamples=1000, seed=1).upper == res.upper  # seeded
+    # Four times the subjects (same pattern): the bootstrap SE about halves.
+    bigger = fleiss_kappa(np.tile(counts, (4, 1)), n_resamples=1000, seed=1)
+    assert bigger.kappa == pytest.approx(res.kappa)
+    assert bigger.se == pytest.approx(res.se / 2, rel=0.15)
+    assert np.isnan(fleiss_kappa(counts).se)
+
+
 def test_fleiss_wikipedia_example() -> None:
     assert fleiss_kappa(WIKIPEDIA).kappa == pytest.approx(0.210, abs=5e-4)
 

@@ -1,7 +1,24 @@
-"""radreview.metrics: ROC/AUC, DeLong, operating points, bootstrap, agreement, calibration, MRMC.
+"""radreview.metrics: pure numpy/scipy statistics shared by training, evaluation and reader studies.
 
-Pure numpy/scipy functions shared by training, model evaluation and reader studies.
+Modules (one topic each; every formula and its source is in the module docstring):
+
+* ``roc`` - empirical ROC curve (scikit-learn's conventions) and Mann-Whitney AUC;
+* ``delong`` - DeLong placement values, variance/covariance of correlated AUCs, CIs
+  (Wald or logit), paired/unpaired/global tests (Sun & Xu 2014 mid-rank algorithm);
+* ``operating_points`` - counts, sensitivity/specificity/PPV/NPV with Wilson CIs; Youden,
+  fixed-sensitivity and fixed-specificity thresholds;
+* ``bootstrap`` - percentile/basic/BCa bootstrap CIs, seeded, optionally stratified;
+* ``agreement`` - percent agreement, Cohen's kappa (weighted) with SEs, Fleiss' kappa,
+  decision changes (unaided -> aided);
+* ``mcnemar`` - McNemar's test for paired proportions;
+* ``calibration`` - reliability curve, ECE/MCE, Brier score;
+* ``mrmc`` (``mrmc_data``, ``obuchowski_rockette``, ``dbm``) - multi-reader multi-case ROC
+  analysis: Obuchowski-Rockette with jackknife/DeLong covariances and Hillis ddf, and
+  Dorfman-Berbaum-Metz, reproducing the published Van Dyke results.
+
+Every result is a frozen dataclass with ``to_dict()`` giving strict-JSON values.
 """
+
 
 from radreview.metrics.agreement import (
     DecisionChanges,

@@ -178,12 +178,19 @@ def ratings_to_counts(ratings: ArrayLike, categories: Sequence[Any] | None = Non
     return counts, cats
 
 
-def fleiss_kappa(counts: ArrayLike, confidence: float = 0.95, categories: Sequence[Any] | None = None) -> KappaResult:
+def fleiss_kappa(
+    counts: ArrayLike,
+    confidence: float = 0.95,
+    categories: Sequence[Any] | None = None,
+    n_resamples: int = 0,
+    seed: int | None = 0,
+) -> KappaResult:
     """Fleiss' kappa from a subjects x categories table of rater counts (equal raters per subject).
 
-    Use :func:`ratings_to_counts` for a subjects x raters table. ``se`` and the CI are not
-    given in closed form (NaN); use :func:`radreview.metrics.bootstrap.bootstrap_ci` over
-    subjects for a CI. ``se0``/``z``/``p_value`` test kappa = 0 (Fleiss, Nee & Landis 1979).
+    Use :func:`ratings_to_counts` for a subjects x raters table. ``se0``/``z``/``p_value``
+    test kappa = 0 (Fleiss, Nee & Landis 1979). There is no closed-form SE away from 0:
+    with ``n_resamples > 0`` ``se``, ``lower`` and ``upper`` come from a seeded percentile
+    bootstrap over subjects; otherwise they are NaN.
     """
     x = np.asarray(counts, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 1:
@@ -209,11 +216,17 @@ def fleiss_kappa(counts: ArrayLike, confidence: float = 0.95, categories: Sequen
         se0 = math.sqrt(2.0 / (subjects * n * (n - 1.0))) * math.sqrt(sum_pq**2 - float((pq * (1.0 - 2.0 * pj)).sum())) / sum_pq
         z = kappa / se0
         p_value = float(2.0 * norm.sf(abs(z)))
+    se = lower = upper = math.nan
+    if n_resamples > 0 and math.isfinite(kappa):
+        from radreview.metrics.bootstrap import bootstrap_ci  # local: bootstrap is optional here
+
+        boot = bootstrap_ci(_fleiss_point, x, n_resamples=n_resamples, confidence=confidence, seed=seed)
+        se, lower, upper = boot.se, boot.lower, boot.upper
     return KappaResult(
         kappa=kappa,
-        se=math.nan,
-        lower=math.nan,
-        upper=math.nan,
+        se=se,
+        lower=lower,
+        upper=upper,
         se0=se0,
         z=z,
         p_value=p_value,
@@ -224,6 +237,16 @@ def fleiss_kappa(counts: ArrayLike, confidence: float = 0.95, categories: Sequen
         confidence=confidence,
         categories=list(categories) if categories is not None else list(range(x.shape[1])),
     )
+
+
+def _fleiss_point(counts: np.ndarray) -> float:
+    n = counts[0].sum()
+    pj = counts.sum(axis=0) / (counts.shape[0] * n)
+    pe = float((pj**2).sum())
+    if pe >= 1.0:
+        return math.nan
+    p_bar = float((((counts**2).sum(axis=1) - n) / (n * (n - 1.0))).mean())
+    return (p_bar - pe) / (1.0 - pe)
 
 
 @dataclass(frozen=True)

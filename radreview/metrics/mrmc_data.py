@@ -26,6 +26,19 @@ class MrmcData:
     truth: np.ndarray  # (K,) bool
     scores: np.ndarray  # (t, r, K) float
 
+    def __post_init__(self) -> None:
+        truth = np.asarray(self.truth).astype(bool)
+        scores = np.asarray(self.scores, dtype=np.float64)
+        expected = (len(self.modalities), len(self.readers), len(self.cases))
+        if scores.shape != expected:
+            raise ValueError(f"MRMC scores must have shape (modalities, readers, cases) = {expected}, got {scores.shape}")
+        if truth.shape != (expected[2],):
+            raise ValueError(f"MRMC truth must have one value per case ({expected[2]}), got shape {truth.shape}")
+        if not np.all(np.isfinite(scores)):
+            raise ValueError("MRMC scores contain NaN or infinite values")
+        object.__setattr__(self, "truth", truth)
+        object.__setattr__(self, "scores", scores)
+
     @property
     def shape(self) -> tuple[int, int, int]:
         return self.scores.shape  # type: ignore[return-value]
