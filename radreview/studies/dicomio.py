@@ -27,7 +27,9 @@ def has_dicom_magic(head: bytes) -> bool:
     return len(head) >= PREAMBLE_LENGTH + 4 and head[PREAMBLE_LENGTH : PREAMBLE_LENGTH + 4] == MAGIC
 
 
-def read_dataset(path: Path, *, header_only: bool, specific_tags: Sequence[object] | None = None) -> Dataset:
+def read_dataset(
+    path: Path, *, header_only: bool, specific_tags: Sequence[object] | None = None, defer_size: int | None = None
+) -> Dataset:
     """Read a Part 10 file (or a raw dataset without preamble); raise :class:`StudyLoadError`.
 
     ``header_only`` stops before the pixel data, so indexing never reads pixels.
@@ -37,13 +39,14 @@ def read_dataset(path: Path, *, header_only: bool, specific_tags: Sequence[objec
             path,
             stop_before_pixels=header_only,
             specific_tags=list(specific_tags) if specific_tags is not None else None,
+            defer_size=defer_size,
             force=False,
         )
     except InvalidDicomError:
         # A file without the 128-byte preamble may still be a raw dataset (old ACR-NEMA style
         # exports); accept it only if it parses into something with image attributes.
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=header_only, force=True)
+            ds = pydicom.dcmread(path, stop_before_pixels=header_only, defer_size=defer_size, force=True)
         except Exception as exc:  # noqa: BLE001 - anything pydicom raises means "not DICOM"
             raise StudyLoadError(path, "not a DICOM file (no DICM marker and not a raw DICOM dataset)") from exc
         if not _looks_like_dicom(ds):

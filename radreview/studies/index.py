@@ -13,6 +13,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import struct
+
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from radreview.studies.dicomio import (
@@ -31,7 +35,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool]
 
-# The only tags indexing reads (pydicom skips the values of all others).
+# The tags indexing reads.
 HEADER_KEYWORDS: tuple[str, ...] = (
     "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
     "PatientID", "PatientName", "PatientBirthDate", "PatientSex",
@@ -190,15 +194,66 @@ def _index_raster(path: Path, builder: _IndexBuilder) -> None:
     )
 
 
+class _FastHeader:
+    """Reads the few values indexing needs straight from pydicom's raw elements.
+
+    pydicom converts a value on first access through its hooks (about 50 µs each); for UIDs,
+    codes, numbers and dates a direct decode of the raw bytes is exact and much faster. Text
+    that may use the file's character set (names, descriptions) goes through pydicom.
+    """
+
+    PLAIN_TEXT_VRS = frozenset({"UI", "CS", "DA", "TM", "IS", "DS", "AS", "DT"})
+
+    def __init__(self, ds: Dataset) -> None:
+        self.ds = ds
+        self.little = getattr(ds, "is_little_endian", True) is not False
+
+    def __contains__(self, keyword: str) -> bool:
+        return keyword in self.ds
+
+    def get(self, keyword: str, default: object = None) -> object:
+        value = self._get(keyword)
+        return default if value is None else value
+
+    def _get(self, keyword: str) -> object:
+        tag = tag_for_keyword(keyword)
+        if tag is None:
+            return None
+        try:
+            element = self.ds.get_item(tag)
+        except Exception:  # noqa: BLE001 - a damaged element reads as absent
+            return None
+        if element is None:
+            return None
+        if not isinstance(element, RawDataElement):
+            return element.value
+        vr = element.VR or dictionary_VR(tag)
+        raw = element.value
+        if raw is None or not isinstance(raw, bytes):
+            return None
+        if vr in ("US", "SS"):
+            fmt = ("<" if self.little else ">") + ("H" if vr == "US" else "h")
+            count = len(raw) // 2
+            values = struct.unpack(fmt[0] + fmt[1] * count, raw[: 2 * count]) if count else ()
+            return values[0] if len(values) == 1 else (list(values) or None)
+        if vr in self.PLAIN_TEXT_VRS:
+            text = raw.decode("latin-1").strip(" \x00")
+            if "\\" in text:
+                return [part.strip(" \x00") for part in text.split("\\")]
+            return text
+        return self.ds.get(keyword)  # names and descriptions: pydicom decodes the character set
+
+
 def _index_dicom(path: Path, builder: _IndexBuilder) -> None:
-    ds = read_dataset(path, header_only=True, specific_tags=HEADER_KEYWORDS)
+    # defer_size: long values (private blobs, embedded documents) are skipped, not read.
+    ds = _FastHeader(read_dataset(path, header_only=True, defer_size=1024))
     sop_class = str(ds.get("SOPClassUID", "") or "")
     if sop_class == NON_IMAGE_SOP_CLASS:
         return  # a DICOMDIR under another name: its files are indexed on their own
     rows, columns = _int(ds.get("Rows")), _int(ds.get("Columns"))
     if not rows or not columns:
         raise StudyLoadError(path, f"contains no image: no pixel data ({sop_class_name(sop_class)})")
-    ts = transfer_syntax_of(ds)
+    ts = transfer_syntax_of(ds.ds)
     reason = unsupported_transfer_syntax_reason(ts, _int(ds.get("BitsStored")) or 0)
     if reason:
         raise StudyLoadError(path, reason)
@@ -212,7 +267,7 @@ def _index_dicom(path: Path, builder: _IndexBuilder) -> None:
             raise StudyLoadError(path, f"file is truncated: {size} bytes, but its pixel data alone needs {expected}")
     from radreview.studies.pixels import pixel_spacing_of
 
-    spacing, source = pixel_spacing_of(ds)
+    spacing, source = pixel_spacing_of(ds)  # type: ignore[arg-type]
     patient_id = str(ds.get("PatientID", "") or "").strip()
     patient_name = str(ds.get("PatientName", "") or "").strip()
     patient_key = patient_id or (f"name:{patient_name}" if patient_name else "(no patient ID)")
