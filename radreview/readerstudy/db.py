@@ -1,0 +1,194 @@
+"""Opening a reader-study database: SQLite file by default, PostgreSQL for shared studies.
+
+:func:`open_database` brings the schema to the newest Alembic revision before returning, under a
+lock (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL) so that several workstations
+opening the same database at once do not race each other.
+
+SQLite is opened in WAL mode with foreign keys enforced and ``synchronous=FULL``: a committed read
+survives a crash or power loss. Every transaction starts with ``BEGIN IMMEDIATE`` so that
+concurrent writers queue on the busy timeout instead of failing when a reader upgrades to a writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# Any constant works; it only has to be the same for every radreview process.
+_PG_MIGRATION_LOCK = 7_345_201
+SQLITE_BUSY_TIMEOUT_S = 60.0
+
+
+class DatabaseError(RuntimeError):
+    """The study database cannot be opened or used; the message names it and says why."""
+
+
+def database_url(target: str | Path) -> str:
+    """A SQLAlchemy URL for a file path or a URL (``postgresql://`` uses psycopg 3)."""
+    value = str(target)
+    if value.startswith("postgresql://") or value.startswith("postgres://"):
+        return "postgresql+psycopg://" + value.split("://", 1)[1]
+    if "://" in value:
+        return value
+    return f"sqlite:///{Path(value).expanduser().resolve()}"
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy's "begin" event emit BEGIN itself (the pysqlite recipe).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
+        # Writers take the write lock up front; read-only work shares the WAL snapshot.
+        readonly = connection.get_execution_options().get("radreview_readonly", False)
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+@dataclass
+class Database:
+    """An open study database. Use :meth:`transaction` for every unit of work."""
+
+    url: str
+    engine: Engine
+    _lock_file: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self, *, readonly: bool = False) -> Iterator[Session]:
+        """One committed transaction (rolled back on error).
+
+        ``readonly`` transactions must not write: on SQLite they do not take the write lock, so
+        many readers proceed while one process writes.
+        """
+        bind = self.engine.execution_options(radreview_readonly=True) if readonly else self.engine
+        with self._writer_lock(readonly), Session(bind, expire_on_commit=False) as session:
+            with session.begin():
+                yield session
+
+    @contextmanager
+    def _writer_lock(self, readonly: bool) -> Iterator[None]:
+        """Queue SQLite writers of all processes on an OS file lock.
+
+        SQLite's own busy handler sleeps in growing steps (up to 100 ms) while another process
+        writes; with several workstations saving at once most of the time went to sleeping.
+        An flock wakes the next writer as soon as the lock is free. POSIX only; elsewhere the
+        busy timeout alone serialises writers.
+        """
+        if readonly or self.dialect != "sqlite" or fcntl is None:
+            yield
+            return
+        if self._lock_file is None:
+            path = Path(self.url.removeprefix("sqlite:///") + ".writelock")
+            self._lock_file = open(path, "a+b")  # noqa: SIM115 - kept open for the life of the Database
+        fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __str__(self) -> str:
+        return _redacted(self.url)
+
+
+def open_database(target: str | Path, *, upgrade_schema: bool = True) -> Database:
+    """Open (creating if needed) the study database at a path or URL and migrate it to head."""
+    url = database_url(target)
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.parent.is_dir():
+            raise DatabaseError(f"{path}: the folder for the study database does not exist")
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+        _configure_sqlite(engine)
+    else:
+        try:
+            engine = create_engine(url, pool_pre_ping=True)
+        except Exception as exc:  # a missing driver or a malformed URL
+            raise DatabaseError(f"{_redacted(url)}: {exc}") from exc
+    db = Database(url, engine)
+    if upgrade_schema:
+        try:
+            upgrade(db)
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            engine.dispose()
+            raise DatabaseError(f"{db}: cannot open the study database: {exc}") from exc
+    return db
+
+
+def _alembic_config(connection):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    config = _alembic_config(None)
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(db: Database) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with db.engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(db: Database) -> None:
+    """Run the Alembic migrations up to head, once, even with many processes opening at once."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
+    head = head_revision()
+    if current_revision(db) == head:
+        return
+    with db.engine.begin() as connection:
+        if db.dialect == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+        # Re-check under the lock: another process may have migrated meanwhile.
+        if MigrationContext.configure(connection).get_current_revision() == head:
+            return
+        command.upgrade(_alembic_config(connection), "head")
