@@ -119,6 +119,7 @@ class ImageView(pg.GraphicsView):
         self._drag_window: Window | None = None
         self.drag_sensitivity = 1.0
         self.render_count = 0
+        self._presets: tuple[DecodedImage | None, list[Window]] = (None, [])
 
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
@@ -193,10 +194,14 @@ class ImageView(pg.GraphicsView):
 
     # ----- window / level ---------------------------------------------------------------------
     def window_presets(self) -> list[Window]:
-        """The file's presets (first = default), then Bone and Soft tissue."""
-        if self.decoded is None or self.decoded.is_color:
-            return list(self.decoded.windows) if self.decoded is not None else []
-        return [*self.decoded.windows, bone_window(self.decoded), soft_tissue_window(self.decoded)]
+        """The file's presets (first = default), then Bone and Soft tissue (computed once per frame)."""
+        decoded = self.decoded
+        if decoded is None:
+            return []
+        if self._presets[0] is not decoded:
+            extra = [] if decoded.is_color else [bone_window(decoded), soft_tissue_window(decoded)]
+            self._presets = (decoded, [*decoded.windows, *extra])
+        return list(self._presets[1])
 
     def set_window(self, window: Window) -> None:
         self.window = window
