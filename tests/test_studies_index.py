@@ -319,3 +319,66 @@ def test_damaged_dicomdir(tmp_path):
     (tmp_path / "DICOMDIR").write_bytes(b"\0" * 50)
     index = index_paths([tmp_path / "DICOMDIR"])
     assert not index.images() and _only_problem(index, "DICOMDIR").reason
+
+
+def test_tiff_files_grey_deep_and_multipage(tmp_path):
+    grey16 = (np.arange(32 * 48, dtype=np.uint16).reshape(32, 48) * 40)
+    Image.fromarray(grey16).save(tmp_path / "deep.tif")
+    pages = [Image.fromarray(np.full((20, 30), v, dtype=np.uint8)) for v in (10, 200)]
+    pages[0].save(tmp_path / "pages.tiff", save_all=True, append_images=pages[1:])
+    index = index_paths([tmp_path])
+    assert not index.problems
+    deep = next(e for e in index.images() if e.path.name == "deep.tif")
+    image = decode_image(deep)
+    np.testing.assert_array_equal(image.pixels, grey16.astype(np.float32))
+    assert render_display(image)[0, 0] == 0 and render_display(image)[-1, -1] == 255
+    multi = next(e for e in index.images() if e.path.name == "pages.tiff")
+    assert multi.number_of_frames == 2
+    assert decode_image(multi, 1).pixels[0, 0] == 200
+    with pytest.raises(StudyLoadError, match="frame 2 does not exist"):
+        decode_image(multi, 2)
+    assert key_attributes(multi)["Format"] == "TIFF"
+    assert ("", "Format", "TIFF") in header_attributes(multi)
+
+
+def test_colour_images_stay_colour_and_invert(tmp_path):
+    rgb = np.zeros((10, 12, 3), dtype=np.uint8)
+    rgb[..., 0] = 200
+    rgb[..., 2] = np.arange(12, dtype=np.uint8) * 20
+    Image.fromarray(rgb).save(tmp_path / "colour.png")
+    [entry] = index_paths([tmp_path]).images()
+    image = decode_image(entry)
+    assert image.is_color and image.photometric == "RGB"
+    np.testing.assert_array_equal(render_display(image), rgb)
+    np.testing.assert_array_equal(render_display(image, invert=True), 255 - rgb)
+
+
+def test_sequences_are_listed_in_the_header_view(tmp_path):
+    ds = pydicom.dcmread(_testfile("MR_small.dcm"))
+    item = Dataset()
+    item.ReferencedSOPClassUID = ds.SOPClassUID
+    item.ReferencedSOPInstanceUID = "1.2.3.4"
+    ds.ReferencedImageSequence = [item]
+    ds.save_as(tmp_path / "seq.dcm")
+    [entry] = index_paths([tmp_path / "seq.dcm"]).images()
+    rows = header_attributes(entry)
+    assert ("(0008,1140)", "ReferencedImageSequence", "sequence of 1 item(s)") in rows
+    assert ("(0008,1155)", ">ReferencedSOPInstanceUID", "1.2.3.4") in rows
+    top_level = [r for r in rows if not r[1].startswith(">") and not r[0].startswith("(0002")]
+    header = pydicom.dcmread(tmp_path / "seq.dcm", stop_before_pixels=True)
+    assert len(top_level) == len(header)
+
+
+def test_an_unexpected_failure_in_one_file_is_a_problem_not_a_crash(good_folder, monkeypatch):
+    """The safety net: any exception while indexing one file becomes that file's problem."""
+    import radreview.studies.index as index_module
+
+    Image.fromarray(np.zeros((4, 4), dtype=np.uint8)).save(good_folder / "odd.png")
+
+    def exploding(path):
+        raise RuntimeError("decoder library crashed")
+
+    monkeypatch.setattr(index_module, "read_raster_header", exploding)
+    index = index_paths([good_folder])
+    assert len(index.images()) == 2
+    assert "decoder library crashed" in _only_problem(index, "odd.png").reason

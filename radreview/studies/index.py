@@ -86,6 +86,9 @@ def index_paths(
             _index_file(candidate, builder)
         except StudyLoadError as exc:
             problems.append(exc.as_problem())
+        except Exception as exc:  # noqa: BLE001 - one odd file must not stop the scan
+            log.debug("unexpected error indexing %s", candidate.path, exc_info=True)
+            problems.append(LoadProblem(candidate.path, f"could not be read ({type(exc).__name__}: {exc})"))
         if progress is not None:
             progress(done, total)
     index = builder.build()

@@ -100,11 +100,19 @@ class DecodedImage:
 
 def decode_image(entry: ImageEntry, frame: int = 0) -> DecodedImage:
     """Decode one frame of an indexed file; raises :class:`StudyLoadError` if it cannot."""
-    if entry.kind == "raster":
-        from radreview.studies.raster import decode_raster
+    try:
+        if entry.kind == "raster":
+            from radreview.studies.raster import decode_raster
 
-        return decode_raster(entry.path, frame)
-    return decode_dicom(entry.path, frame)
+            return decode_raster(entry.path, frame)
+        return decode_dicom(entry.path, frame)
+    except StudyLoadError:
+        raise
+    except MemoryError as exc:
+        raise StudyLoadError(entry.path, "not enough memory to decode this image") from exc
+    except Exception as exc:  # noqa: BLE001 - callers (the viewer) expect StudyLoadError only
+        log.debug("unexpected error decoding %s", entry.path, exc_info=True)
+        raise StudyLoadError(entry.path, f"could not be decoded ({type(exc).__name__}: {_short(exc)})") from exc
 
 
 def decode_dicom(path: Path, frame: int = 0) -> DecodedImage:
