@@ -113,6 +113,9 @@ class MainWindow(QMainWindow):
         self.preset_actions: list[QAction] = []
         self._build_menus()
         self._build_status_bar()
+        from radreview.gui.ai_panel import install_ai_panel  # the AI dock: classifiers + heatmaps
+
+        self.ai_panel = install_ai_panel(self)
         self._restore_settings()
         self.grid.active_view().show_message(
             "Drop DICOM files or folders here, or use File ▸ Open.\n\n" + RESEARCH_USE_NOTICE

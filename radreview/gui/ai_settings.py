@@ -1,0 +1,93 @@
+"""The AI panel's settings: provider, models folder, heatmap look, auto-run. Stored as JSON.
+
+Kept apart from the viewer's ``settings.json`` (``ai_settings.json`` in the same folder) so the AI
+can be configured, reset or deployed by a site without touching the viewer's preferences.
+Plain Python, no Qt; loading never fails (a bad file or field falls back to the defaults).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from radreview.gui.settings import config_dir
+from radreview.inference.cam import COLOR_MAPS
+from radreview.inference.sessions import PROVIDER_CHOICES
+
+log = logging.getLogger(__name__)
+AI_SETTINGS_FILE = "ai_settings.json"
+GATES = ("possible", "likely", "0.5")
+
+
+@dataclass
+class AiSettings:
+    provider: str = "auto"
+    models_dir: str = ""  # "" = the shipped and per-user folders
+    opacity: float = 0.45
+    colormap: str = "jet"
+    auto_run: bool = True
+    show_heatmap: bool = True
+    cam_scale: str = "absolute"  # or "minmax" (per image, misleading on normal studies)
+    gate: str = "possible"  # the operating point that gates the heatmap
+
+    def model_dirs(self) -> list[Path] | None:
+        return [Path(self.models_dir)] if self.models_dir else None
+
+
+def ai_settings_path() -> Path:
+    return config_dir() / AI_SETTINGS_FILE
+
+
+def _valid(settings: AiSettings) -> AiSettings:
+    defaults = AiSettings()
+    if settings.provider not in PROVIDER_CHOICES:
+        settings.provider = defaults.provider
+    if settings.colormap not in COLOR_MAPS:
+        settings.colormap = defaults.colormap
+    if settings.cam_scale not in ("absolute", "minmax"):
+        settings.cam_scale = defaults.cam_scale
+    if settings.gate not in GATES:
+        settings.gate = defaults.gate
+    settings.opacity = min(1.0, max(0.0, float(settings.opacity)))
+    return settings
+
+
+def load_ai_settings(path: Path | None = None) -> AiSettings:
+    path = path or ai_settings_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return AiSettings()
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read AI settings %s (%s); using defaults", path, exc)
+        return AiSettings()
+    if not isinstance(data, dict):
+        return AiSettings()
+    defaults = AiSettings()
+    values: dict[str, Any] = {}
+    for f in fields(AiSettings):
+        value = data.get(f.name)
+        default = getattr(defaults, f.name)
+        if value is None:
+            continue
+        if isinstance(default, bool) != isinstance(value, bool):
+            continue
+        if isinstance(default, float) and isinstance(value, (int, float)):
+            values[f.name] = float(value)
+        elif isinstance(value, type(default)):
+            values[f.name] = value
+    return _valid(AiSettings(**values))
+
+
+def save_ai_settings(settings: AiSettings, path: Path | None = None) -> None:
+    path = path or ai_settings_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(asdict(settings), indent=2), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        log.warning("cannot save AI settings to %s: %s", path, exc)
