@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from radreview.studies.errors import StudyLoadError
-from radreview.studies.pixels import DecodedImage, to_rgb8
+from radreview.studies.pixels import DecodedImage, _offsets, to_rgb8
 from radreview.studies.voi import window_from_range
 
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".bmp"})
@@ -70,7 +70,7 @@ def decode_raster(path: Path, frame: int = 0) -> DecodedImage:
     integer = np.issubdtype(array.dtype, np.integer)
     if integer:
         low, high = int(array.min()), int(array.max())
-        index = (array.astype(np.int64) - low).astype(np.uint16 if high - low < 65536 else np.uint32)
+        index = _offsets(array, low, np.uint16 if high - low < 65536 else np.uint32)
         table = np.arange(low, high + 1, dtype=np.float64)
         pixels = table.astype(np.float32)[index]
     else:
