@@ -6,10 +6,12 @@ depend on the detector, the exposure and the vendor's processing. Instead:
 1. Take the Modality-LUT values (a subsample) and orient them by attenuation, so that high
    means dense (bone) whatever the photometric interpretation (MONOCHROME1 stores bone low).
 2. Split air/background from the body with Otsu's threshold.
-3. Bone: from the body's 30th to its 99.5th percentile — soft tissue goes dark, the grey
-   range is spent on cortex and trabecular detail.
+   Collimator shadows, labels and saturated areas (the densest 2% of the value range) are
+   left out first: they are not bone.
+3. Bone: from the air/body threshold to the body's 99.5th percentile — air goes black and
+   the whole grey range is spent on the body, most of it on bone.
    Soft tissue: from the 1st percentile of everything (air, so the skin line shows) to the
-   body's 60th percentile — fat pads and swelling get the grey range, bone saturates.
+   body's 55th percentile — fat pads and swelling get the grey range, bone saturates.
 """
 
 from __future__ import annotations
@@ -20,16 +22,18 @@ from radreview.studies.pixels import DecodedImage
 from radreview.studies.voi import Window, window_from_range
 
 SAMPLE_TARGET = 250_000
+BONE = (0.0, 99.5)  # percentiles of the body
+SOFT_TISSUE_HIGH = 55.0  # percentile of the body; the low end is the 1st percentile of all
 
 
 def bone_window(image: DecodedImage) -> Window:
     """A window for bone detail (see the module docstring)."""
-    return _preset(image, "Bone", body_low=30.0, body_high=99.5, use_air_low=False)
+    return _preset(image, "Bone", body_low=BONE[0], body_high=BONE[1], use_air_low=False)
 
 
 def soft_tissue_window(image: DecodedImage) -> Window:
     """A window for soft tissue (see the module docstring)."""
-    return _preset(image, "Soft tissue", body_low=0.0, body_high=60.0, use_air_low=True)
+    return _preset(image, "Soft tissue", body_low=0.0, body_high=SOFT_TISSUE_HIGH, use_air_low=True)
 
 
 def _preset(image: DecodedImage, name: str, body_low: float, body_high: float, use_air_low: bool) -> Window:
@@ -40,6 +44,11 @@ def _preset(image: DecodedImage, name: str, body_low: float, body_high: float, u
         return image.windows[0]
     sign = -1.0 if image.inverted_by_file else 1.0
     attenuation = values * sign
+    # Collimator shadows, burned-in labels and saturated detector areas sit at the dense end
+    # of the range; they are not bone, so the top 2% of the value range is left out.
+    top = attenuation.max() - 0.02 * (attenuation.max() - attenuation.min())
+    kept = attenuation[attenuation < top]
+    attenuation = kept if kept.size >= 16 else attenuation
     body = attenuation[attenuation > otsu_threshold(attenuation)]
     if body.size < 16:
         body = attenuation
