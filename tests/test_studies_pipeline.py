@@ -194,3 +194,24 @@ def test_bone_and_soft_tissue_presets_for_a_radiograph(pydicom_data_file):
     # The bone window sits toward the dense end (low values here), soft tissue toward air.
     assert bone.center < soft.center
     assert render_display(image, bone).std() > 20
+
+
+def test_presets_on_a_monochrome2_radiograph(repo_root):
+    path = repo_root / "resources" / "demo" / "DEMO_HAND" / "IMG0000019.dcm"
+    image = decode_image(index_paths([path]).images()[0])
+    bone, soft = bone_window(image), soft_tissue_window(image)
+    assert bone.center > soft.center  # MONOCHROME2: bone is high
+    # Bone spreads the body's values: more contrast inside the body than the file's window.
+    body = image.pixels > 80
+    assert render_display(image, bone)[body].std() > render_display(image)[body].std()
+
+
+def test_render_command_on_a_jpeg_is_the_jpeg(fracatlas_dir, tmp_path):
+    from PIL import Image
+
+    from radreview.cli import main
+
+    source = sorted((fracatlas_dir / "images" / "Fractured").glob("*.jpg"))[0]
+    assert main(["render", str(source), "--out", str(tmp_path / "out.png")]) == 0
+    expected = np.asarray(Image.open(source).convert("L"))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")), expected)
