@@ -1,0 +1,161 @@
+"""``radreview study``: design, run and analyse reader studies.
+
+    radreview study create --db study.db --name wrist --cases cases.csv --ai predictions.json \
+        --mode sequential --scale both --sham-share 0.1
+    radreview study add-reader --db study.db --reader R1            (asks for the PIN)
+    radreview study status --db study.db
+    radreview study export --db study.db --out exports/             (add --identifiers to include ids)
+    radreview study report --db study.db --out report.html [--pdf report.pdf]
+    radreview study read --db study.db                              (the reading window)
+
+``--db`` takes a SQLite file path or a ``postgresql://user@host/db`` URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+from pathlib import Path
+
+from radreview import RESEARCH_USE_NOTICE
+
+log = logging.getLogger(__name__)
+PIN_ENV = "RADREVIEW_READER_PIN"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="study_action", metavar="ACTION", required=True)
+
+    def with_db(sub: argparse.ArgumentParser, study: bool = True) -> argparse.ArgumentParser:
+        sub.add_argument("--db", required=True, help="SQLite file or postgresql:// URL")
+        if study:
+            sub.add_argument("--study", help="study name (needed when the database holds several)")
+        return sub
+
+    create = with_db(actions.add_parser("create", help="create a study from a case list"), study=False)
+    create.add_argument("--name", required=True, help="study name")
+    create.add_argument("--cases", required=True, type=Path,
+                        help="CSV: case_id, images (';'-separated), truth[, side, region]")
+    create.add_argument("--ai", type=Path, help="AI outputs: CSV/JSON of case_id|image, model, probability")
+    create.add_argument("--model", action="append", default=[], help="AI model to show (repeatable)")
+    create.add_argument("--question", default="Is there a fracture?")
+    create.add_argument("--scale", choices=("0-100", "5-point", "both"), default="0-100",
+                        help="confidence scale")
+    create.add_argument("--mode", choices=("unaided", "aided", "sequential", "crossover"),
+                        default="sequential")
+    create.add_argument("--threshold", type=float, default=50.0, help="AI decision threshold on 0-100")
+    create.add_argument("--washout-days", type=int, default=0, help="crossover: days between sessions")
+    create.add_argument("--sham-share", type=float, default=0.0,
+                        help="share of cases whose AI output is replaced by an altered one")
+    create.add_argument("--seed", type=int, help="randomisation seed (recorded; random if omitted)")
+
+    reader = with_db(actions.add_parser("add-reader", help="add a reader (PIN from the prompt or "
+                                        f"${PIN_ENV})"))
+    reader.add_argument("--reader", required=True, help="reader id")
+
+    with_db(actions.add_parser("status", help="progress per reader"))
+
+    export = with_db(actions.add_parser("export", help="CSV, JSON, iMRMC, MRMC long format, report"))
+    export.add_argument("--out", required=True, type=Path, help="output folder")
+    export.add_argument("--identifiers", action="store_true",
+                        help="include the coordinator's case ids and image paths")
+
+    report = with_db(actions.add_parser("report", help="HTML (and PDF) report"))
+    report.add_argument("--out", required=True, type=Path, help="HTML file")
+    report.add_argument("--pdf", type=Path, help="also write this PDF")
+
+    read = with_db(actions.add_parser("read", help="open the reading window (reader sign-in)"))
+    read.add_argument("--reader", help="pre-fill the reader id")
+
+
+def run(args: argparse.Namespace) -> int:
+    from radreview.readerstudy.db import DatabaseError, open_database
+    from radreview.readerstudy.design import StudyDesignError
+
+    if args.study_action == "read":
+        return _read(args)
+    try:
+        db = open_database(args.db)
+    except DatabaseError as exc:
+        print(f"radreview study: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return {"create": _create, "add-reader": _add_reader, "status": _status, "export": _export,
+                "report": _report}[args.study_action](db, args)
+    except (StudyDesignError, OSError) as exc:
+        print(f"radreview study {args.study_action}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.close()
+
+
+def _create(db, args) -> int:  # type: ignore[no-untyped-def]
+    from radreview.readerstudy.design import StudyDesign, create_study, read_ai_outputs, read_case_list
+
+    cases = read_case_list(args.cases)
+    ai = read_ai_outputs(args.ai, cases) if args.ai else []
+    design = StudyDesign(
+        name=args.name, question=args.question, confidence_scale=args.scale, mode=args.mode,
+        ai_models=args.model, threshold=args.threshold, washout_days=args.washout_days,
+        sham_share=args.sham_share, seed=args.seed,
+    )
+    create_study(db, design, cases, ai)
+    print(f"created study {args.name!r} in {db}: {len(cases)} cases, mode {args.mode}. {RESEARCH_USE_NOTICE}")
+    return 0
+
+
+def _add_reader(db, args) -> int:  # type: ignore[no-untyped-def]
+    from radreview.readerstudy.design import add_reader, study_id_by_name
+
+    study_id = study_id_by_name(db, args.study)
+    pin = os.environ.get(PIN_ENV)
+    if pin is None:
+        pin = getpass.getpass(f"PIN for reader {args.reader}: ")
+        if getpass.getpass("repeat the PIN: ") != pin:
+            print("radreview study add-reader: the PINs differ", file=sys.stderr)
+            return 2
+    add_reader(db, study_id, args.reader, pin)
+    print(f"added reader {args.reader!r}")
+    return 0
+
+
+def _status(db, args) -> int:  # type: ignore[no-untyped-def]
+    from radreview.readerstudy.coordinator import Coordinator
+
+    coordinator = Coordinator(db, args.study)
+    design = coordinator.design()
+    print(f"study {design['name']!r}: {design['mode']}, {design['cases']} cases, "
+          f"{len(design['readers'])} readers")
+    print(f"{'reader':<16}{'done':>8}{'total':>8}{'%':>7}{'reads':>8}  last read")
+    for s in coordinator.status():
+        last = s.last_read_at.strftime("%Y-%m-%d %H:%M") if s.last_read_at else "–"
+        print(f"{s.reader:<16}{s.cases_done:>8}{s.cases_total:>8}{100 * s.fraction:>6.0f}%{s.reads:>8}  {last}")
+    return 0
+
+
+def _export(db, args) -> int:  # type: ignore[no-untyped-def]
+    from radreview.readerstudy.coordinator import Coordinator
+    from radreview.readerstudy.export import export_all
+
+    paths = export_all(Coordinator(db, args.study), args.out, identifiers=args.identifiers)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _report(db, args) -> int:  # type: ignore[no-untyped-def]
+    from radreview.readerstudy.coordinator import Coordinator
+    from radreview.readerstudy.report import write_report
+
+    html, pdf = write_report(Coordinator(db, args.study), args.out, args.pdf)
+    print(f"report: {html}" + (f", {pdf}" if pdf else ""))
+    return 0
+
+
+def _read(args) -> int:  # type: ignore[no-untyped-def]
+    from radreview.gui.reading.app import run_reading_app
+
+    return run_reading_app(args.db, args.study, args.reader)
