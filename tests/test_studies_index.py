@@ -163,6 +163,14 @@ def test_truncated_files(good_folder, caplog):
     assert "cut_pixels.dcm" in caplog.text  # also in the log
 
 
+def test_slightly_truncated_pixel_data_fails_at_decoding(tmp_path):
+    data = _testfile("MR_small.dcm").read_bytes()
+    (tmp_path / "cut_end.dcm").write_bytes(data[: len(data) - 1000])  # still longer than the pixels
+    [entry] = index_paths([tmp_path]).images()
+    with pytest.raises(StudyLoadError, match=r"cut_end\.dcm: could not decode the pixel data.*less than expected"):
+        decode_image(entry)
+
+
 def test_truncated_pixel_data_in_a_compressed_file_fails_at_decoding(tmp_path):
     data = _testfile("MR_small_RLE.dcm").read_bytes()
     (tmp_path / "cut_rle.dcm").write_bytes(data[: len(data) - 3000])
