@@ -390,3 +390,8 @@ def test_an_unexpected_failure_in_one_file_is_a_problem_not_a_crash(good_folder,
     index = index_paths([good_folder])
     assert len(index.images()) == 2
     assert "decoder library crashed" in _only_problem(index, "odd.png").reason
+
+
+def test_a_bare_path_is_one_path(good_folder):
+    assert len(index_paths(good_folder).images()) == 2  # type: ignore[arg-type]
+    assert len(index_paths(str(good_folder / "mr.dcm")).images()) == 1  # type: ignore[arg-type]

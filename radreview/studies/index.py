@@ -73,6 +73,8 @@ def index_paths(
     ``progress(done, total)`` is called after each file; ``cancel()`` is checked before each
     file, and a cancelled scan returns what it found so far with ``index.cancelled`` set.
     """
+    if isinstance(paths, str | Path):  # one path given bare: not a sequence of characters
+        paths = [paths]
     problems: list[LoadProblem] = []
     candidates = _collect(paths, problems)
     builder = _IndexBuilder()
