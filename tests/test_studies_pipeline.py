@@ -215,3 +215,15 @@ def test_render_command_on_a_jpeg_is_the_jpeg(fracatlas_dir, tmp_path):
     assert main(["render", str(source), "--out", str(tmp_path / "out.png")]) == 0
     expected = np.asarray(Image.open(source).convert("L"))
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")), expected)
+
+
+def test_enhanced_multiframe_functional_groups():
+    """Enhanced CT keeps rescale/window/spacing in functional groups (PS3.3 C.7.6.16)."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("eCT_Supplemental.dcm")
+    ds = pydicom.dcmread(path)
+    image = decode_image(index_paths([path]).images()[0], frame=1)
+    assert (image.windows[0].center, image.windows[0].width) == (49.0, 102.0)
+    assert image.pixel_spacing == (0.388672, 0.388672)
+    np.testing.assert_allclose(image.pixels, ds.pixel_array[1].astype(np.float32) - 1024)

@@ -145,6 +145,7 @@ def decode_dicom(path: Path, frame: int = 0) -> DecodedImage:
         stored = _pixel_array(ds, frame, ts)
     except Exception as exc:  # noqa: BLE001 - decoders raise many types; all mean "cannot decode"
         raise StudyLoadError(path, f"could not decode the pixel data ({ts.name}): {_short(exc)}") from exc
+    _apply_functional_groups(ds, frame)
     spacing, source = pixel_spacing_of(ds)
     common = dict(
         presentation_lut_shape=str(ds.get("PresentationLUTShape", "")).strip().upper(),
@@ -178,6 +179,26 @@ def decode_dicom(path: Path, frame: int = 0) -> DecodedImage:
 # Measured (tests/benchmarks): pydicom tries its own numpy RLE decoder first, about 8x slower
 # than pylibjpeg-rle on a 1760x1760 CR, so ask for the faster plugin where it is installed.
 PREFERRED_PLUGINS = {"1.2.840.10008.1.2.5": "pylibjpeg"}
+
+
+# Enhanced multi-frame objects keep rescale, window and spacing in functional group macros.
+FUNCTIONAL_GROUP_MACROS = ("PixelValueTransformationSequence", "FrameVOILUTSequence", "PixelMeasuresSequence")
+
+
+def _apply_functional_groups(ds: Dataset, frame: int) -> None:
+    """Copy the frame's Pixel Value Transformation, Frame VOI LUT and Pixel Measures to the top
+    level (per-frame items override shared ones, PS3.3 C.7.6.16), where the pipeline reads them."""
+    shared = ds.get("SharedFunctionalGroupsSequence") or []
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    groups = [shared[0] if shared else None, per_frame[frame] if frame < len(per_frame) else None]
+    for group in groups:
+        if group is None:
+            continue
+        for macro in FUNCTIONAL_GROUP_MACROS:
+            items = group.get(macro)
+            if items:
+                for element in items[0]:
+                    ds[element.tag] = element
 
 
 def _pixel_array(ds: Dataset, frame: int, ts: str) -> np.ndarray:
