@@ -77,3 +77,12 @@ def test_cancel_stops_the_function_and_silences_callbacks(qtbot) -> None:
     qtbot.wait(100)
     assert results == []
     assert runner.shutdown()
+
+
+def test_nothing_runs_after_shutdown(qtbot) -> None:
+    runner = TaskRunner()
+    assert runner.shutdown()
+    ran = threading.Event()
+    task = runner.start(lambda _p, _c: ran.set())
+    qtbot.wait(50)
+    assert task.is_cancelled() and not ran.is_set()

@@ -88,6 +88,7 @@ class MainWindow(QMainWindow):
         self._thumbnail_queue: list[ImageEntry] = []
         self._thumbnail_task: Task | None = None
         self._measuring = False
+        self._closing = False
 
         self.grid = ViewerGrid(self)
         self.grid.pane_created.connect(self._connect_pane)
@@ -601,6 +602,8 @@ class MainWindow(QMainWindow):
 
     # ----- thumbnails --------------------------------------------------------------------------
     def _queue_thumbnails(self, entries: list[ImageEntry]) -> None:
+        if self._closing:
+            return
         self._thumbnail_queue.extend(entries)
         self._next_thumbnail()
 
@@ -643,6 +646,7 @@ class MainWindow(QMainWindow):
 
     # ----- closing -----------------------------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802
+        self._closing = True
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode("ascii")
         self.settings.window_state = bytes(self.saveState().toBase64()).decode("ascii")
         self.settings.show_header_panel = self.header_dock.isVisible()

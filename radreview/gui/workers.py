@@ -79,6 +79,7 @@ class TaskRunner(QObject):
         if max_threads:
             self.pool.setMaxThreadCount(max_threads)
         self._tasks: set[Task] = set()
+        self._shut_down = False
 
     def start(
         self,
@@ -91,17 +92,26 @@ class TaskRunner(QObject):
     ) -> Task:
         task = Task(function, name)
         signals = task.signals
+
+        def unless_cancelled(callback):
+            # A result may already be queued when the task is cancelled (the user moved on,
+            # the window closed): it is dropped here, on the GUI thread, at delivery.
+            return lambda *args: None if task.is_cancelled() else callback(*args)
+
         # Connected to the signals object, which lives on the GUI thread: queued delivery.
         if on_progress is not None:
-            signals.progress.connect(on_progress)
+            signals.progress.connect(unless_cancelled(on_progress))
         if on_done is not None:
-            signals.done.connect(on_done)
+            signals.done.connect(unless_cancelled(on_done))
         if on_error is not None:
-            signals.failed.connect(on_error)
+            signals.failed.connect(unless_cancelled(on_error))
         else:
             signals.failed.connect(lambda exc, n=task.name: log.error("%s failed: %s", n, exc))
         signals.done.connect(lambda _r, t=task: self._tasks.discard(t))
         signals.failed.connect(lambda _e, t=task: self._tasks.discard(t))
+        if self._shut_down:  # e.g. a timer that fired after the window closed: run nothing
+            task.cancel()
+            return task
         self._tasks.add(task)
         self.pool.start(task, priority)
         self._forget_finished()
@@ -119,7 +129,9 @@ class TaskRunner(QObject):
         return self.pool.activeThreadCount()
 
     def shutdown(self, timeout_ms: int = 3000) -> bool:
-        """Cancel everything and wait for running functions to return (on close)."""
+        """Cancel everything and wait for running functions to return (on close).
+        Tasks started afterwards are cancelled at once."""
+        self._shut_down = True
         self.cancel_all()
         self.pool.clear()
         finished = self.pool.waitForDone(timeout_ms)
