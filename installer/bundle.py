@@ -47,6 +47,8 @@ EXCLUDED_MODULES: tuple[str, ...] = (
     "setuptools",
     "pkg_resources",
     "yaml",  # [dev] only
+    "pygments",
+    "PIL._avif",  # AVIF support alone brings a 5 MB library; radiographs are not AVIF
     "data_store",  # pydicom-data: test files only
     "deid_data",
 )
@@ -143,6 +145,15 @@ DROPPED_FILE_PATTERNS: tuple[str, ...] = (
     "pyqtgraph/examples/*",
     "*.pyi",
     "*/include/*",
+    # matplotlib draws colour maps and plots with its default font (DejaVu Sans) only.
+    "matplotlib/mpl-data/sample_data/*",
+    "matplotlib/mpl-data/plot_directive/*",
+    "matplotlib/mpl-data/fonts/afm/*",
+    "matplotlib/mpl-data/fonts/pdfcorefonts/*",
+    "matplotlib/mpl-data/fonts/ttf/STIX*",
+    "matplotlib/mpl-data/fonts/ttf/cm*",
+    "matplotlib/mpl-data/fonts/ttf/DejaVuSerif*",
+    "matplotlib/mpl-data/fonts/ttf/DejaVuSansMono*",
 )
 
 # Where source resources go inside the app: ``radreview/`` sits next to them in _internal/, so
