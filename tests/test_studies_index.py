@@ -395,3 +395,29 @@ def test_an_unexpected_failure_in_one_file_is_a_problem_not_a_crash(good_folder,
 def test_a_bare_path_is_one_path(good_folder):
     assert len(index_paths(good_folder).images()) == 2  # type: ignore[arg-type]
     assert len(index_paths(str(good_folder / "mr.dcm")).images()) == 1  # type: ignore[arg-type]
+
+
+def test_names_in_every_character_set_match_pydicom(tmp_path):
+    """The fast header path decodes names like pydicom does, in every character set it ships."""
+    from pydicom.data import get_charset_files
+
+    files = [Path(p) for p in get_charset_files("*.dcm")]
+    assert len(files) > 10
+    names = 0
+    for path in files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        # A tiny image of our own, so that every sample indexes (some have no pixel data).
+        ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored = 1, 2, 1, 8, 8
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.PixelData = b"\0\0"
+        ds["PixelData"].VR = "OB"
+        ds.PatientID = ds.get("PatientID") or "X"
+        target = tmp_path / path.name
+        ds.save_as(target)
+        index = index_paths([target])
+        assert not index.problems, index.problems
+        [patient] = index.patients
+        expected = str(ds.get("PatientName", "") or "").replace("^", " ").strip()
+        assert patient.name == expected, path.name
+        names += bool(expected)
+    assert names > 10

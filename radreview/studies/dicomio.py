@@ -28,13 +28,26 @@ def has_dicom_magic(head: bytes) -> bool:
 
 
 def read_dataset(
-    path: Path, *, header_only: bool, specific_tags: Sequence[object] | None = None, defer_size: int | None = None
+    path: Path,
+    *,
+    header_only: bool,
+    specific_tags: Sequence[object] | None = None,
+    defer_size: int | None = None,
+    last_group: int | None = None,
 ) -> Dataset:
     """Read a Part 10 file (or a raw dataset without preamble); raise :class:`StudyLoadError`.
 
     ``header_only`` stops before the pixel data, so indexing never reads pixels.
+    ``last_group`` stops reading after that group (elements are stored in tag order): indexing
+    needs nothing past group 0028, and skips large private groups and sequences after it.
     """
     try:
+        if last_group is not None:
+            from pydicom.filereader import read_partial
+
+            boundary = (last_group << 16) | 0xFFFF
+            with open(path, "rb") as handle:
+                return read_partial(handle, stop_when=lambda tag, vr, length: tag > boundary, defer_size=defer_size)
         return pydicom.dcmread(
             path,
             stop_before_pixels=header_only,

@@ -37,7 +37,7 @@ Cancel = Callable[[], bool]
 
 # The tags indexing reads.
 HEADER_KEYWORDS: tuple[str, ...] = (
-    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+    "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
     "PatientID", "PatientName", "PatientBirthDate", "PatientSex",
     "StudyDate", "StudyTime", "StudyDescription", "AccessionNumber",
     "SeriesNumber", "SeriesDescription", "Modality", "InstanceNumber",
@@ -45,6 +45,7 @@ HEADER_KEYWORDS: tuple[str, ...] = (
     "BitsAllocated", "BitsStored", "ViewPosition", "ImageLaterality", "Laterality",
     "BodyPartExamined", "PixelSpacing", "ImagerPixelSpacing",
 )
+_TAGS: dict[str, int] = {keyword: tag_for_keyword(keyword) for keyword in HEADER_KEYWORDS}  # type: ignore[misc]
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
 # Files a folder scan passes over without a word: they are never images.
 IGNORED_SUFFIXES = frozenset({
@@ -202,16 +203,24 @@ def _index_raster(path: Path, builder: _IndexBuilder) -> None:
 class _FastHeader:
     """Reads the few values indexing needs straight from pydicom's raw elements.
 
-    pydicom converts a value on first access through its hooks (about 50 µs each); for UIDs,
-    codes, numbers and dates a direct decode of the raw bytes is exact and much faster. Text
-    that may use the file's character set (names, descriptions) goes through pydicom.
+    pydicom converts a value on first access through its hooks (50-100 µs each); for UIDs,
+    codes, numbers and dates, and for text in single-byte or UTF-8 character sets, a direct
+    decode of the raw bytes is exact and much faster. Other character sets go through pydicom.
     """
 
     PLAIN_TEXT_VRS = frozenset({"UI", "CS", "DA", "TM", "IS", "DS", "AS", "DT"})
+    CHARSET_TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "LT", "UC"})
+    # Single-byte or UTF-8 character sets decode in one call; others (ISO 2022 escapes for
+    # Japanese, Korean, Chinese...) go through pydicom's full handling.
+    SIMPLE_CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
 
     def __init__(self, ds: Dataset) -> None:
         self.ds = ds
         self.little = getattr(ds, "is_little_endian", True) is not False
+        charset = self._get("SpecificCharacterSet")
+        if isinstance(charset, list):  # several: code extensions, pydicom's job
+            charset = charset[0] if len(set(charset)) == 1 else "several"
+        self.encoding: str | None = self.SIMPLE_CHARSETS.get(str(charset or ""))
 
     def __contains__(self, keyword: str) -> bool:
         return keyword in self.ds
@@ -221,7 +230,7 @@ class _FastHeader:
         return default if value is None else value
 
     def _get(self, keyword: str) -> object:
-        tag = tag_for_keyword(keyword)
+        tag = _TAGS.get(keyword) or tag_for_keyword(keyword)
         if tag is None:
             return None
         try:
@@ -241,17 +250,20 @@ class _FastHeader:
             count = len(raw) // 2
             values = struct.unpack(fmt[0] + fmt[1] * count, raw[: 2 * count]) if count else ()
             return values[0] if len(values) == 1 else (list(values) or None)
-        if vr in self.PLAIN_TEXT_VRS:
-            text = raw.decode("latin-1").strip(" \x00")
-            if "\\" in text:
+        encoding = getattr(self, "encoding", None)  # unset while __init__ reads the charset
+        if vr in self.PLAIN_TEXT_VRS or (vr in self.CHARSET_TEXT_VRS and encoding):
+            text = raw.decode("latin-1" if vr in self.PLAIN_TEXT_VRS else encoding, errors="replace").strip(" \x00")  # type: ignore[arg-type]
+            if vr == "PN":  # as pydicom's PersonName prints: no empty trailing groups
+                text = text.rstrip("=")
+            if "\\" in text and vr not in ("ST", "LT"):
                 return [part.strip(" \x00") for part in text.split("\\")]
             return text
-        return self.ds.get(keyword)  # names and descriptions: pydicom decodes the character set
+        return self.ds.get(keyword)  # other character sets: pydicom decodes them
 
 
 def _index_dicom(path: Path, builder: _IndexBuilder) -> None:
-    # defer_size: long values (private blobs, embedded documents) are skipped, not read.
-    ds = _FastHeader(read_dataset(path, header_only=True, defer_size=1024))
+    # Everything indexing needs is in groups 0002-0028; long values are skipped, not read.
+    ds = _FastHeader(read_dataset(path, header_only=True, defer_size=1024, last_group=0x0028))
     sop_class = str(ds.get("SOPClassUID", "") or "")
     if sop_class == NON_IMAGE_SOP_CLASS:
         return  # a DICOMDIR under another name: its files are indexed on their own
