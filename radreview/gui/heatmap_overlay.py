@@ -16,20 +16,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from radreview.inference.cam import CamDisplay, colormap_lut
+from radreview.inference.cam import CamDisplay, colormap_lut, rgba_lut
 from radreview.inference.engine import LabelResult
 from radreview.inference.preprocess import cam_to_image, display_shape
 
-MAX_OVERLAY_SIDE = 1024
-
-
-def rgba_lut(colormap: str) -> np.ndarray:
-    """uint8 [256, 4]: the colour map with alpha ramping up over the first third (0 transparent)."""
-    lut = np.empty((256, 4), np.uint8)
-    lut[:, :3] = colormap_lut(colormap)
-    lut[:, 3] = np.clip(np.linspace(0.0, 3.0, 256), 0.0, 1.0) * 255
-    lut[0, 3] = 0
-    return lut
+MAX_OVERLAY_SIDE = 512  # the CAM is coarse (1/32 of the input); more pixels only cost time
 
 
 def gate_probability(label: LabelResult, gate: str) -> float:

@@ -113,7 +113,7 @@ def predict_paths(
     colormap: str = "jet",
     opacity: float = 0.5,
     cam_all_labels: bool = False,
-    cam_max_side: int = 2048,
+    cam_max_side: int = 1024,
     workers: int = 2,
 ) -> BatchResult:
     """Index ``paths``, run the chain on every image, aggregate per study.

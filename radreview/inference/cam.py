@@ -79,22 +79,28 @@ def colormap_lut(name: str) -> np.ndarray:
     return lut
 
 
-def overlay_rgba(intensity: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
-    """uint8 [H, W, 4]: coloured where intensity > 0, transparent elsewhere.
+def rgba_lut(colormap: str = "jet", opacity: float = 1.0) -> np.ndarray:
+    """uint8 [256, 4]: the colour map, alpha ramping up over the first third of the scale
+    (so the gate edge is soft, not a cut-out) times ``opacity``; index 0 is transparent."""
+    lut = np.empty((256, 4), np.uint8)
+    lut[:, :3] = colormap_lut(colormap)
+    ramp = np.clip(np.linspace(0.0, 3.0, 256), 0.0, 1.0) * (255.0 * float(np.clip(opacity, 0.0, 1.0)))
+    lut[:, 3] = ramp.astype(np.uint8)
+    lut[0, 3] = 0
+    return lut
 
-    Alpha ramps up over the first third of the scale so the gate edge is soft, not a cut-out.
-    """
+
+def overlay_rgba(intensity: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
+    """uint8 [H, W, 4]: coloured where intensity > 0, transparent elsewhere (one table lookup)."""
     index = np.clip(np.rint(intensity * 255), 0, 255).astype(np.uint8)
-    rgba = np.empty((*intensity.shape, 4), dtype=np.uint8)
-    rgba[..., :3] = colormap_lut(colormap)[index]
-    alpha = np.clip(intensity * 3.0, 0.0, 1.0) * (255.0 * float(np.clip(opacity, 0.0, 1.0)))
-    rgba[..., 3] = alpha.astype(np.uint8)
-    return rgba
+    packed = np.ascontiguousarray(rgba_lut(colormap, opacity)).view(np.uint32)[:, 0]
+    return np.take(packed, index).view(np.uint8).reshape(*intensity.shape, 4)
 
 
 def blend(gray: np.ndarray, intensity: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
     """uint8 RGB [H, W, 3]: the grey image with the heatmap laid over it (for PNG export)."""
-    rgba = overlay_rgba(intensity, colormap, opacity).astype(np.float32)
-    alpha = rgba[..., 3:4] / 255.0
-    base = np.repeat(gray[..., None].astype(np.float32), 3, axis=2)
-    return np.rint(base * (1.0 - alpha) + rgba[..., :3] * alpha).astype(np.uint8)
+    from PIL import Image
+
+    base = Image.fromarray(np.ascontiguousarray(gray)).convert("RGBA")
+    layer = Image.fromarray(overlay_rgba(intensity, colormap, opacity))  # RGBA
+    return np.asarray(Image.alpha_composite(base, layer).convert("RGB"))
