@@ -247,10 +247,11 @@ def test_unreadable_file_reported_via_the_os_error(good_folder, monkeypatch):
     """Tests run as root, where chmod 000 still reads: the OS's PermissionError is injected."""
     locked = good_folder / "locked.dcm"
     shutil.copy(_testfile("MR_small.dcm"), locked)
+    Image.fromarray(np.zeros((4, 4), dtype=np.uint8)).save(good_folder / "locked.png")
     real_open = builtins.open
 
     def open_denying(file, *args, **kwargs):
-        if Path(str(file)).name == "locked.dcm":
+        if Path(str(file)).stem == "locked":
             raise PermissionError(13, "Permission denied", str(file))
         return real_open(file, *args, **kwargs)
 
@@ -258,6 +259,7 @@ def test_unreadable_file_reported_via_the_os_error(good_folder, monkeypatch):
     index = index_paths([good_folder])
     assert len(index.images()) == 2
     assert _only_problem(index, "locked.dcm").reason == "permission denied"
+    assert _only_problem(index, "locked.png").reason == "permission denied"
 
 
 def test_unreadable_subfolder_reported_via_the_os_error(good_folder, monkeypatch):
