@@ -143,9 +143,12 @@ class ImageView(pg.GraphicsView):
         self.set_active(False)
 
     # ----- the image -------------------------------------------------------------------------
-    def set_image(self, entry: ImageEntry, decoded: DecodedImage, keep_view: bool = False) -> None:
+    def set_image(
+        self, entry: ImageEntry, decoded: DecodedImage, keep_view: bool = False, display: np.ndarray | None = None
+    ) -> None:
         """Show a decoded frame. A new image starts at its default window, unrotated, fitted;
-        ``keep_view`` (another frame of the same image) keeps window, orientation and zoom."""
+        ``keep_view`` (another frame of the same image) keeps window, orientation and zoom.
+        ``display``: ``render_display(decoded)`` already computed (by the decoding worker)."""
         same_image = keep_view and self.entry is entry and self.decoded is not None
         self.entry, self.decoded = entry, decoded
         self._message.hide()
@@ -155,7 +158,11 @@ class ImageView(pg.GraphicsView):
             self.rotation, self.flip_h, self.flip_v = 0, False, False
             self.clear_rulers()
             self._apply_transform()
-        self.render_now()
+        default_view = self.window is (decoded.windows[0] if decoded.windows else None) and not self.invert
+        if display is not None and default_view:
+            self._show_display(display)
+        else:
+            self.render_now()
         if not same_image:
             self.fit()
         self._update_caption()
@@ -181,7 +188,10 @@ class ImageView(pg.GraphicsView):
         self._render_timer.stop()
         if self.decoded is None:
             return
-        display = render_display(self.decoded, self.window, invert=self.invert)
+        self._show_display(render_display(self.decoded, self.window, invert=self.invert))
+
+    def _show_display(self, display: np.ndarray) -> None:
+        self._render_timer.stop()
         self.image_item.setImage(display, autoLevels=False, levels=(0, 255))
         self.render_count += 1
         self._update_caption()
@@ -193,6 +203,16 @@ class ImageView(pg.GraphicsView):
             self._render_timer.start()
 
     # ----- window / level ---------------------------------------------------------------------
+    def preset_labels(self) -> list[str]:
+        """Menu labels of :meth:`window_presets`, without computing the derived presets
+        (Bone/Soft tissue need a histogram: done only when one is chosen)."""
+        if self.decoded is None:
+            return []
+        labels = [w.label for w in self.decoded.windows]
+        if not self.decoded.is_color:
+            labels += ["Bone (from this image's values)", "Soft tissue (from this image's values)"]
+        return labels
+
     def window_presets(self) -> list[Window]:
         """The file's presets (first = default), then Bone and Soft tissue (computed once per frame)."""
         decoded = self.decoded

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
@@ -56,9 +57,16 @@ from radreview.studies import (
     StudyLoadError,
     decode_image,
     index_paths,
+    render_display,
 )
 
 log = logging.getLogger(__name__)
+
+
+def decode_for_display(entry: ImageEntry, frame: int = 0) -> tuple[DecodedImage, np.ndarray]:
+    """Decode a frame and render it at its default window (in a worker: off the GUI thread)."""
+    decoded = decode_image(entry, frame)
+    return decoded, render_display(decoded)
 
 OPEN_FILTER = "Images (*.dcm *.DCM *.dicom *.ima *.png *.jpg *.jpeg *.tif *.tiff DICOMDIR);;All files (*)"
 
@@ -466,8 +474,8 @@ class MainWindow(QMainWindow):
             pane.clear(f"Loading {entry.label}…")
             pane.entry = entry
         task = self.runner.start(
-            lambda _progress, _cancel: decode_image(entry, frame),
-            on_done=lambda decoded: self._on_decoded(index, token, entry, frame, decoded, keep_view),
+            lambda _progress, _cancel: decode_for_display(entry, frame),
+            on_done=lambda result: self._on_decoded(index, token, entry, frame, result, keep_view),
             on_error=lambda exc: self._on_decode_failed(index, token, entry, exc),
             name="decode",
             priority=1,  # ahead of queued indexing work
@@ -480,13 +488,14 @@ class MainWindow(QMainWindow):
             task.cancel()  # the user moved on: its result is not wanted
         self._pane_tokens.pop(index, None)
 
-    def _on_decoded(self, index: int, token: int, entry: ImageEntry, frame: int, decoded: DecodedImage, keep_view: bool) -> None:
+    def _on_decoded(self, index: int, token: int, entry: ImageEntry, frame: int, result, keep_view: bool) -> None:
+        decoded, display = result
         self.cache.put((entry.path, frame), decoded)
         if self._pane_tokens.get(index) != token:
             return
         self._pane_tokens.pop(index, None)
         self._pane_tasks.pop(index, None)
-        self.grid.panes[index].set_image(entry, decoded, keep_view=keep_view)
+        self.grid.panes[index].set_image(entry, decoded, keep_view=keep_view, display=display)
         if index == self.grid.active_index:
             self._on_active_image_shown()
 
@@ -575,10 +584,10 @@ class MainWindow(QMainWindow):
             self.active_view().set_window(presets[number])
 
     def _refresh_presets(self) -> None:
-        presets = self.active_view().window_presets()
+        labels = self.active_view().preset_labels()
         for n, action in enumerate(self.preset_actions):
-            if n < len(presets):
-                action.setText(presets[n].label)
+            if n < len(labels):
+                action.setText(labels[n])
                 action.setVisible(True)
             else:
                 action.setVisible(False)

@@ -43,8 +43,9 @@ class ViewerSettings:
     # Opacity of overlays such as AI heatmaps (0..1); read by the overlay docks.
     overlay_opacity: float = 0.4
     thumbnail_size: int = 96
-    # Budget of the in-memory cache of decoded images.
-    image_cache_mb: int = 256
+    # Budget of the in-memory cache of decoded images: a handful of radiographs (a 1760x1760
+    # CR takes ~18 MB decoded), so that going back and forth is instant but memory stays flat.
+    image_cache_mb: int = 96
     # Grey levels per screen pixel of a right-drag, as a fraction of the image's value range.
     window_drag_sensitivity: float = 1.0
     show_header_panel: bool = True
