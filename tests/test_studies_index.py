@@ -423,3 +423,25 @@ def test_names_in_every_character_set_match_pydicom(tmp_path):
         assert patient.name == expected, path.name
         names += bool(expected)
     assert names > 10
+
+
+def test_zip_archives_open_like_folders(good_folder, tmp_path):
+    import zipfile
+
+    archive = tmp_path / "study.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.write(good_folder / "mr.dcm", "PATIENT/STUDY/mr.dcm")
+        handle.write(good_folder / "ct", "PATIENT/STUDY/ct")
+        handle.writestr("../outside.dcm", _testfile("MR_small.dcm").read_bytes())  # a zip-slip attempt
+        handle.writestr("notes.dcm", "not DICOM")
+    index = index_paths([archive])
+    assert len(index.images()) == 2  # the copy that tried to climb out is mr.dcm's instance again
+    [unpacked] = {e.path.parents[2] for e in index.images()}
+    assert unpacked.name.startswith("radreview-zip-")
+    assert (unpacked / "outside.dcm").exists() and not (unpacked.parent / "outside.dcm").exists()
+    assert "not a DICOM file" in _only_problem(index, "notes.dcm").reason
+    decode_image(index.images()[0])  # the unpacked files stay while the process runs
+
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(archive.read_bytes()[:100])
+    assert "not a readable zip archive" in _only_problem(index_paths([broken]), "broken.zip").reason

@@ -1,4 +1,4 @@
-"""Finding and indexing what a user opened: files, folders (recursive), DICOMDIR, raster images.
+"""Finding and indexing what a user opened: files, folders (recursive), DICOMDIR, zip, raster images.
 
 Headers only: DICOM files are read with ``stop_before_pixels`` and a fixed list of tags, raster
 files with PIL's lazy open. Anything that cannot be opened becomes a :class:`LoadProblem`
@@ -69,7 +69,7 @@ def index_paths(
     progress: Progress | None = None,
     cancel: Cancel | None = None,
 ) -> StudyIndex:
-    """Index files, folders (recursively) and DICOMDIRs into patient ▸ study ▸ series ▸ image.
+    """Index files, folders (recursively), DICOMDIRs and zip archives into patient ▸ study ▸ series ▸ image.
 
     ``progress(done, total)`` is called after each file; ``cancel()`` is checked before each
     file, and a cancelled scan returns what it found so far with ``index.cancelled`` set.
@@ -122,6 +122,16 @@ def _collect(paths: Iterable[str | Path], problems: list[LoadProblem]) -> list[_
                 problems.append(LoadProblem(path, "no DICOM or image files found in this folder"))
             for p in found:
                 add(p, explicit=False)
+        elif path.suffix.lower() == ".zip":
+            from radreview.studies.archives import unpack_zip
+
+            folder = unpack_zip(path, problems)
+            if folder is not None:
+                found = [p for p in _walk(folder, problems) if _worth_reading(p)]
+                if not found:
+                    problems.append(LoadProblem(path, "no DICOM or image files found in this zip archive"))
+                for p in found:
+                    add(p, explicit=False)
         elif path.name.upper() == "DICOMDIR":
             from radreview.studies.dicomdir import dicomdir_files
 
