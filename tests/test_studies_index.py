@@ -436,8 +436,10 @@ def test_zip_archives_open_like_folders(good_folder, tmp_path):
         handle.writestr("notes.dcm", "not DICOM")
     index = index_paths([archive])
     assert len(index.images()) == 2  # the copy that tried to climb out is mr.dcm's instance again
-    [unpacked] = {e.path.parents[2] for e in index.images()}
+    ct = next(e.path for e in index.images() if e.path.name == "ct")
+    unpacked = ct.parents[2]
     assert unpacked.name.startswith("radreview-zip-")
+    assert all(unpacked in e.path.parents for e in index.images())
     assert (unpacked / "outside.dcm").exists() and not (unpacked.parent / "outside.dcm").exists()
     assert "not a DICOM file" in _only_problem(index, "notes.dcm").reason
     decode_image(index.images()[0])  # the unpacked files stay while the process runs
