@@ -279,3 +279,32 @@ def test_settings_dialog_and_file(qtbot, window, tmp_path, model_dir):
     assert (loaded.provider, loaded.opacity, loaded.colormap, loaded.auto_run) == ("auto", 1.0, "jet", True)
     path.write_text("{not json")
     assert load_ai_settings(path) == AiSettings()
+
+
+def test_study_level_mean_over_the_views_seen(qtbot, window, tmp_path, pydicom_data_file):
+    import pydicom
+
+    source = pydicom.dcmread(pydicom_data_file("RG3_UNCR.dcm"))
+    for n, rows_ in enumerate((0, 400)):
+        ds = source.copy()
+        ds.SOPInstanceUID = pydicom.uid.generate_uid(entropy_srcs=["radreview-ai-test", str(n)])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = n + 1
+        pixels = ds.pixel_array.copy()
+        pixels[rows_ : rows_ + 600] = pixels.max()  # the views differ, so their probabilities do
+        ds.PixelData = pixels.tobytes()
+        ds.save_as(tmp_path / f"view{n}.dcm")
+    panel = window.ai_panel
+    with qtbot.waitSignal(panel.results_shown, timeout=20000):
+        window.open_paths([str(tmp_path)])
+    first = panel.result
+    assert panel.study_label.text() == ""  # one view seen so far
+    entries = window.index.images()
+    other = next(e for e in entries if e is not window.active_view().entry)
+    with qtbot.waitSignal(panel.results_shown, timeout=20000):
+        window.show_entry(other)
+    second = panel.result
+    text = panel.study_label.text()
+    assert text.startswith("Study, mean of 2 views")
+    mean = (first.get("hardware").probability + second.get("hardware").probability) / 2
+    assert f"hardware {mean:.2f}" in text

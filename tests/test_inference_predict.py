@@ -153,3 +153,20 @@ def test_bad_images_are_skipped(tmp_path, model_dir):
     assert done == {"colour.png", "huge.png", "sixteen.png"}
     reasons = {Path(p).name: reason for p, reason in result.problems}
     assert "tiny.png" in reasons and "too small" in reasons["tiny.png"]
+
+
+def test_predict_follows_a_dicomdir(model_dir, tmp_path):
+    from pydicom.data import get_testdata_file
+
+    from radreview.studies import index_paths
+
+    dicomdir = Path(get_testdata_file("DICOMDIR"))
+    expected = len(index_paths([dicomdir]).images())
+    out = tmp_path / "dicomdir.json"
+    assert main(["predict", str(dicomdir), "--models", str(model_dir), "--out", str(out), "--quiet"]) == 0
+    document = json.loads(out.read_text())
+    images = {r["image_id"] for r in document["images"]}
+    failed = {r["image_id"] for r in document["images"] if r.get("error")}
+    assert expected > 3 and len(images) == expected
+    assert not failed  # every image the DICOMDIR lists is decoded and predicted
+    assert len({r["study_id"] for r in document["studies"]}) >= 2

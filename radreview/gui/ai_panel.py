@@ -40,6 +40,7 @@ from radreview import RESEARCH_USE_NOTICE
 from radreview.gui.ai_settings import GATES, AiSettings, load_ai_settings, save_ai_settings
 from radreview.gui.heatmap_overlay import ColorBar, HeatmapOverlay, gate_probability, heatmap_intensity
 from radreview.gui.inference_worker import AiController, EngineState, image_key
+from radreview.inference.aggregate import aggregate_studies
 from radreview.inference.cam import COLOR_MAPS, CamDisplay
 from radreview.inference.engine import REGION_TASK, ImageResult, LabelResult
 from radreview.inference.sessions import PROVIDER_CHOICES, available_providers
@@ -67,6 +68,7 @@ class AiPanel(QWidget):
         self.state: EngineState | None = None
         self._key: tuple | None = None
         self._decoded = None
+        self._study_of: dict[tuple, str] = {}  # image key -> study UID, for study-level means
         self.shown_at = 0.0  # perf_counter when the image was shown, for latency figures
         self.filled_at = 0.0
         self._build()
@@ -93,6 +95,10 @@ class AiPanel(QWidget):
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #d9534f;")
         self.error.hide()
+        self.study_label = QLabel("", self)
+        self.study_label.setWordWrap(True)
+        self.study_label.setToolTip("Study-level result: the mean of the per-view probabilities "
+                                    "over the views of this study predicted so far")
 
         self.table = QTableWidget(0, 4, self)
         self.table.setHorizontalHeaderLabels(["Finding", "Probability", "Tier", "Model"])
@@ -153,6 +159,7 @@ class AiPanel(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.error)
         layout.addWidget(self.table, 1)
+        layout.addWidget(self.study_label)
         layout.addLayout(controls)
         layout.addLayout(buttons)
         self._update_color_bar()
@@ -191,6 +198,7 @@ class AiPanel(QWidget):
             self.controller.cancel()
             return
         self._key, self._decoded = image_key(entry, decoded), decoded
+        self._study_of[self._key] = getattr(entry, "study_uid", "")
         if self.settings.auto_run:
             self.controller.request(self._key, decoded)
         else:
@@ -234,7 +242,21 @@ class AiPanel(QWidget):
         self.status.setText(f"{engine_text}\nProvider: {provider} · region: {regions}")
         self._show_heatmap()
         self.filled_at = time.perf_counter()
+        self._show_study(key)
         self.results_shown.emit(result)
+
+    def _show_study(self, key: tuple) -> None:
+        """The mean over this study's predicted views (as MURA/LERA scored studies), once there are two."""
+        study = self._study_of.get(key, "")
+        signature = self.state.signature if self.state else ()
+        views = [result for (image, sig), result in self.controller.cache.items()
+                 if sig == signature and study and self._study_of.get(image) == study]
+        if len(views) < 2:
+            self.study_label.setText("")
+            return
+        rows = [r for r in aggregate_studies((study, v) for v in views) if r.task != REGION_TASK]
+        parts = [f"{r.label} {r.probability:.2f}" + (f" ({r.tier})" if r.tier else "") for r in rows]
+        self.study_label.setText(f"Study, mean of {len(views)} views: " + "; ".join(parts))
 
     @staticmethod
     def _default_label(rows: list[LabelResult]) -> str | None:
