@@ -426,6 +426,7 @@ def test_names_in_every_character_set_match_pydicom(tmp_path):
     assert names > 10
 
 
+@pytest.mark.filterwarnings("ignore:Expected implicit VR")  # pydicom probing notes.dcm
 def test_zip_archives_open_like_folders(good_folder, tmp_path):
     import zipfile
 
