@@ -353,8 +353,14 @@ def test_layouts_hang_the_views_of_a_study(qtbot, window, multiview_dir) -> None
     assert shown[:3] == study_images and shown[3] is None
     key(qtbot, window, "PgDown")
     assert window.grid.active_index == 1 and window.active_view().entry is study_images[1]
+    QApplication.processEvents()
+    widths = {v.width() for v in window.views()}
+    assert max(widths) - min(widths) <= 2  # equal panes
     key(qtbot, window, "Alt+2")
     assert window.grid.layout_name == "1x2" and len(window.views()) == 2
+    QApplication.processEvents()
+    left, right = window.views()
+    assert abs(left.width() - right.width()) <= 2 and left.height() == right.height()
     assert window.actions_by_name["layout_1x2"].isChecked()
     # Clicking a pane makes it active and its image current.
     window.views()[0].activated.emit()
@@ -480,3 +486,41 @@ def test_decoded_images_are_cached_and_reused(qtbot, window, multiview_dir) -> N
     key(qtbot, window, "PgUp")
     assert window.active_view().decoded is first  # from the LRU, not decoded again
     assert len(window.cache) == 2
+
+
+# ----- demo studies, DICOMDIR, multi-frame, the `radreview PATH` entry point -------------------------
+def test_dicomdir_of_the_demo_leg_opens_both_views(qtbot, window) -> None:
+    from radreview.studies import demo_dir
+
+    open_and_wait(qtbot, window, [demo_dir() / "DEMO_LEG" / "DICOMDIR"])
+    labels = [e.label for e in window.index.images()]
+    assert labels == ["LEG AP #1", "LEG LATERAL #2"]
+    key(qtbot, window, "Alt+2")
+    assert [v.entry.label for v in window.views()] == labels
+    assert all(v.decoded is not None for v in window.views())
+
+
+def test_frames_of_a_multiframe_file_with_arrow_keys(qtbot, window, pydicom_data_file) -> None:
+    open_and_wait(qtbot, window, [pydicom_data_file("emri_small.dcm")])
+    view = window.active_view()
+    assert view.decoded.number_of_frames == 10 and view.decoded.frame == 0
+    key(qtbot, window, "Right")
+    key(qtbot, window, "Right")
+    assert view.decoded.frame == 2
+    np.testing.assert_array_equal(view.image_item.image, render_display(decode_image(view.entry, 2), view.window))
+    assert "frame 3/10" in view._caption.text()
+    key(qtbot, window, "Left")
+    assert view.decoded.frame == 1
+
+
+def test_viewer_entry_point_opens_the_demo_studies_and_saves_a_screenshot(qtbot, tmp_path) -> None:
+    """What `make run` does (`radreview resources/demo`), with the debug screenshot option."""
+    from radreview.cli import main
+    from radreview.studies import demo_dir
+
+    out = tmp_path / "shot.png"
+    assert main([str(demo_dir()), "--screenshot", str(out), "--size", "1200", "800"]) == 0
+    picture = np.asarray(Image.open(out).convert("L"))
+    assert picture.shape == (800, 1200)
+    assert picture.std() > 20
+    assert not (tmp_path / "config" / "settings.json").exists()  # debug runs leave settings alone

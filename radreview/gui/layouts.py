@@ -47,6 +47,11 @@ class ViewerGrid(QWidget):
         for i in range(rows * cols):
             self._grid.addWidget(self.panes[i], i // cols, i % cols)
             self.panes[i].show()
+        # Equal panes whatever each view's size hint (an image view would otherwise grow).
+        for r in range(2):
+            self._grid.setRowStretch(r, 1 if r < rows else 0)
+        for c in range(2):
+            self._grid.setColumnStretch(c, 1 if c < cols else 0)
         for i in range(rows * cols, len(self.panes)):
             self.panes[i].clear()
         self.layout_name = name
