@@ -449,3 +449,14 @@ def test_zip_archives_open_like_folders(good_folder, tmp_path):
     broken = tmp_path / "broken.zip"
     broken.write_bytes(archive.read_bytes()[:100])
     assert "not a readable zip archive" in _only_problem(index_paths([broken]), "broken.zip").reason
+
+
+def test_a_folder_of_other_files_is_reported(tmp_path, good_folder):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "LICENSE").write_text("not an image")
+    (other / "data.bin").write_bytes(os.urandom(500))
+    index = index_paths([other, good_folder])
+    assert len(index.images()) == 2
+    assert "no DICOM or image files" in _only_problem(index, "other").reason
+    assert not [p for p in index.problems if p.path.name == "good"]

@@ -62,6 +62,7 @@ NON_IMAGE_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory (a DICOM
 class _Candidate:
     path: Path
     explicit: bool  # the user named this file (not found by walking a folder)
+    root: Path | None = None  # the folder or archive it was found in
 
 
 def index_paths(
@@ -81,19 +82,27 @@ def index_paths(
     builder = _IndexBuilder()
     total = len(candidates)
     cancelled = False
+    answered: set[Path | None] = set()  # roots where some file was indexed or reported
     for done, candidate in enumerate(candidates, start=1):
         if cancel is not None and cancel():
             cancelled = True
             break
         try:
-            _index_file(candidate, builder)
+            if _index_file(candidate, builder):
+                answered.add(candidate.root)
         except StudyLoadError as exc:
             problems.append(exc.as_problem())
+            answered.add(candidate.root)
         except Exception as exc:  # noqa: BLE001 - one odd file must not stop the scan
             log.debug("unexpected error indexing %s", candidate.path, exc_info=True)
             problems.append(LoadProblem(candidate.path, f"could not be read ({type(exc).__name__}: {exc})"))
+            answered.add(candidate.root)
         if progress is not None:
             progress(done, total)
+    if not cancelled:
+        # Folders whose files were all skipped quietly (none DICOM or image) still get a word.
+        for root in dict.fromkeys(c.root for c in candidates if c.root is not None and c.root not in answered):
+            problems.append(LoadProblem(root, "no DICOM or image files found here"))
     index = builder.build()
     index.problems.extend(problems)
     index.cancelled = cancelled
@@ -106,11 +115,11 @@ def _collect(paths: Iterable[str | Path], problems: list[LoadProblem]) -> list[_
     seen: set[Path] = set()
     out: list[_Candidate] = []
 
-    def add(path: Path, explicit: bool) -> None:
+    def add(path: Path, explicit: bool, root: Path | None = None) -> None:
         key = path.resolve()
         if key not in seen:
             seen.add(key)
-            out.append(_Candidate(path, explicit))
+            out.append(_Candidate(path, explicit, root))
 
     for raw in paths:
         path = Path(raw).expanduser()
@@ -121,7 +130,7 @@ def _collect(paths: Iterable[str | Path], problems: list[LoadProblem]) -> list[_
             if not found:
                 problems.append(LoadProblem(path, "no DICOM or image files found in this folder"))
             for p in found:
-                add(p, explicit=False)
+                add(p, explicit=False, root=path)
         elif path.suffix.lower() == ".zip":
             from radreview.studies.archives import unpack_zip
 
@@ -131,7 +140,7 @@ def _collect(paths: Iterable[str | Path], problems: list[LoadProblem]) -> list[_
                 if not found:
                     problems.append(LoadProblem(path, "no DICOM or image files found in this zip archive"))
                 for p in found:
-                    add(p, explicit=False)
+                    add(p, explicit=False, root=path)
         elif path.name.upper() == "DICOMDIR":
             from radreview.studies.dicomdir import dicomdir_files
 
@@ -163,18 +172,20 @@ def _worth_reading(path: Path) -> bool:
     return path.name.upper() != "DICOMDIR" and suffix not in IGNORED_SUFFIXES
 
 
-def _index_file(candidate: _Candidate, builder: _IndexBuilder) -> None:
+def _index_file(candidate: _Candidate, builder: _IndexBuilder) -> bool:
+    """Index one file; False if it was passed over quietly (not DICOM, not an image)."""
     path = candidate.path
     suffix = path.suffix.lower()
     if suffix in RASTER_SUFFIXES:
         _index_raster(path, builder)
-        return
+        return True
     head = _read_head(path)
     if has_dicom_magic(head) or suffix in DICOM_SUFFIXES or candidate.explicit:
         _index_dicom(path, builder)
-    else:
-        # An unknown file met while walking a folder: not DICOM, not ours to complain about.
-        log.debug("skipping %s: not a DICOM or image file", path)
+        return True
+    # An unknown file met while walking a folder: not DICOM, not ours to complain about.
+    log.debug("skipping %s: not a DICOM or image file", path)
+    return False
 
 
 def _read_head(path: Path) -> bytes:
