@@ -321,13 +321,16 @@ class ReaderSession:
                     raise ReadingError(f"the {arm.name} arm has no {phase} read")
                 if sess.number > 1:
                     self._check_washout(session, sess.number)
-                latest = session.scalar(
-                    select(ReadRow).where(ReadRow.assignment_id == assignment.id, ReadRow.phase == phase)
-                    .order_by(ReadRow.revision.desc()).limit(1)
-                )
+                # One query for the latest revision of each phase of this assignment.
+                latest_by_phase: dict[str, ReadRow] = {}
+                for row in session.scalars(
+                    select(ReadRow).where(ReadRow.assignment_id == assignment.id).order_by(ReadRow.revision)
+                ):
+                    latest_by_phase[row.phase] = row
+                latest = latest_by_phase.get(phase)
                 unaided = None
                 if arm.name == "sequential":
-                    unaided = self._latest(session, assignment.id, "unaided")
+                    unaided = latest_by_phase.get("unaided")
                     if phase == "unaided" and unaided is not None and unaided.client_token != token:
                         raise ReadLocked("the unaided read is locked once saved: the AI has been shown")
                     if phase == "aided" and unaided is None:

@@ -45,15 +45,16 @@ def scripted_answer(reader: str, view: CaseView, unaided_confidence: dict[str, f
     Aided: that confidence moved towards the AI shown by ``ai_weight``; agreement is whether the
     decision matches the AI's shown call at 50.
     """
+    # Whole numbers, as a reader sets them in the reading window's spin box.
     if unaided_confidence is not None and view.case_code in unaided_confidence:
-        own = float(unaided_confidence[view.case_code])
+        own = float(round(unaided_confidence[view.case_code]))
     else:
-        own = _hashed_confidence(reader, view.case_code)
+        own = float(round(_hashed_confidence(reader, view.case_code)))
     confidence = own
     agreement = None
     if view.phase == "aided" and view.ai:
         ai = view.ai[0].probability * 100.0
-        confidence = round((1.0 - ai_weight) * own + ai_weight * ai, 1)
+        confidence = float(round((1.0 - ai_weight) * own + ai_weight * ai))
     decision = int(confidence >= 50.0)
     if view.phase == "aided" and view.ai:
         agreement = "agree" if decision == int(view.ai[0].probability * 100.0 >= 50.0) else "disagree"
@@ -93,6 +94,32 @@ def read_all(reader: ReaderSession, unaided_confidence: dict[str, float] | None 
     return saved
 
 
+def read_worklist(reader: ReaderSession, unaided_confidence: dict[str, float] | None = None,
+                  echo: bool = False) -> int:
+    """Like :func:`read_all`, but walks the worklist fetched once instead of asking for the
+    current case before every save (fewer queries: the load test). Aided phases still fetch
+    the case view, since the answer depends on the AI shown."""
+    saved = 0
+    for assignment_id, code, session_number, missing in reader.worklist():
+        for phase in missing:
+            if phase == "aided":
+                view = reader.current()
+                if view is None or (view.assignment_id, view.phase) != (assignment_id, phase):
+                    return saved  # a washout or an out-of-order case: stop here
+            else:
+                view = CaseView(assignment_id, code, (), phase, session_number, 0, 0, (), None)
+            answer = scripted_answer(reader.reader_code, view, unaided_confidence)
+            token = f"scripted:{reader.reader_code}:{assignment_id}:{phase}:0"
+            try:
+                read = save_answer(reader, view, answer, token)
+            except WashoutPending:
+                return saved
+            saved += 1
+            if echo:
+                print(f"saved {read.id} {read.assignment_id} {read.phase}", flush=True)
+    return saved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", required=True)
@@ -101,12 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pin", required=True)
     parser.add_argument("--answers", type=Path, help="JSON {case code: unaided confidence 0-100}")
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--worklist", action="store_true",
+                        help="walk the worklist fetched once (fewer queries per save)")
     args = parser.parse_args(argv)
     answers = json.loads(args.answers.read_text()) if args.answers else None
     db = open_database(args.db)
     try:
         reader = sign_in(db, args.study, args.reader, args.pin)
-        read_all(reader, answers, args.limit, echo=True)
+        if args.worklist:
+            read_worklist(reader, answers, echo=True)
+        else:
+            read_all(reader, answers, args.limit, echo=True)
     finally:
         db.close()
     return 0

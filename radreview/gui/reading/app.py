@@ -1,0 +1,42 @@
+"""``radreview study read``: open the study database, sign the reader in, show the reading window."""
+
+from __future__ import annotations
+
+import sys
+
+from PySide6.QtWidgets import QApplication, QDialog, QMessageBox
+
+from radreview.gui.reading.sign_in import SignInDialog
+from radreview.gui.reading.window import ReadingWindow
+from radreview.readerstudy.db import DatabaseError, open_database
+from radreview.readerstudy.design import StudyDesignError, study_id_by_name
+from radreview.readerstudy.schema import StudyRow
+
+
+def study_name(db, requested: str | None) -> str:  # type: ignore[no-untyped-def]
+    """The study to read: the one named, or the only one in the database."""
+    study_id = study_id_by_name(db, requested)
+    with db.transaction(readonly=True) as session:
+        return session.get(StudyRow, study_id).name  # type: ignore[union-attr]
+
+
+def run_reading_app(db_target: str, study: str | None = None, reader: str | None = None) -> int:
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("radreview reader study")
+    try:
+        db = open_database(db_target)
+        name = study_name(db, study)
+    except (DatabaseError, StudyDesignError) as exc:
+        QMessageBox.critical(None, "Reader study", str(exc))
+        print(f"radreview study read: {exc}", file=sys.stderr)
+        return 2
+    dialog = SignInDialog(db, name, reader)
+    if dialog.exec() != QDialog.DialogCode.Accepted or dialog.reader_session is None:
+        db.close()
+        return 1
+    window = ReadingWindow(dialog.reader_session)
+    window.show()
+    try:
+        return app.exec()
+    finally:
+        db.close()
