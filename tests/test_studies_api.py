@@ -42,3 +42,11 @@ def test_study_load_error_names_file_and_reason(tmp_path):
     assert isinstance(error, Exception)
     assert str(error) == f"{tmp_path / 'x.dcm'}: file is truncated"
     assert error.as_problem() == studies.LoadProblem(tmp_path / "x.dcm", "file is truncated")
+
+
+def test_person_name_is_shown_as_written(pydicom_data_file) -> None:
+    """A PersonName is one value: it must not be split into characters joined by backslashes."""
+    from radreview.studies import index_paths, key_attributes
+
+    entry = index_paths([pydicom_data_file("RG3_UNCR.dcm")]).images()[0]
+    assert key_attributes(entry)["Patient name"] == "CompressedSamples^RG3"

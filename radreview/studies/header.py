@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from radreview.studies.dicomio import read_dataset, sop_class_name, transfer_syntax_of
 from radreview.studies.model import ImageEntry
@@ -103,8 +104,9 @@ def _text(value: object, vr: str = "") -> str:
         return f"<{len(value)} bytes>"
     if vr in ("OB", "OW", "OF", "OD", "OL", "OV", "UN"):
         return f"<{vr} data>"
-    if hasattr(value, "__iter__") and not isinstance(value, str):
-        text = "\\".join(str(v) for v in value)  # type: ignore[union-attr]
+    # Only real multi-values are joined: PersonName and str are iterable too (by character).
+    if isinstance(value, list | tuple | MultiValue):
+        text = "\\".join(str(v) for v in value)
     else:
         text = str(value)
     if vr == "UI" or hasattr(value, "name"):
