@@ -524,3 +524,18 @@ def test_viewer_entry_point_opens_the_demo_studies_and_saves_a_screenshot(qtbot,
     assert picture.shape == (800, 1200)
     assert picture.std() > 20
     assert not (tmp_path / "config" / "settings.json").exists()  # debug runs leave settings alone
+
+
+def test_window_drag_previews_at_screen_resolution_then_renders_in_full(qtbot, window, pydicom_data_file) -> None:
+    open_and_wait(qtbot, window, [pydicom_data_file("RG3_UNCR.dcm")])
+    view = window.active_view()
+    assert view.zoom_percent() < 50 and view.preview_factor() >= 2
+    view.view_box.window_dragged.emit(40.0, 10.0, True, False)  # a drag in progress
+    QApplication.processEvents()
+    preview = view.image_item.image
+    assert preview.shape[0] == -(-1760 // view.preview_factor())
+    # The preview covers exactly the image's pixel rectangle (overlays and rulers stay put).
+    rect = view.image_item.mapRectToParent(view.image_item.boundingRect())
+    assert (rect.width(), rect.height()) == pytest.approx((1760, 1760))
+    view.view_box.window_dragged.emit(5.0, 0.0, False, True)  # released
+    np.testing.assert_array_equal(view.image_item.image, render_display(view.decoded, view.window))

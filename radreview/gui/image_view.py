@@ -11,7 +11,7 @@ coalesced so that at most one is done per event-loop turn.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyqtgraph as pg
@@ -124,7 +124,8 @@ class ImageView(pg.GraphicsView):
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(0)
-        self._render_timer.timeout.connect(self.render_now)
+        self._render_timer.timeout.connect(self._render_pending)
+        self._pending_preview = False
 
         self.view_box.window_dragged.connect(self._on_window_drag)
         self.view_box.ruler_dragged.connect(self._on_ruler_drag)
@@ -184,23 +185,53 @@ class ImageView(pg.GraphicsView):
         self._place_labels()
 
     def render_now(self) -> None:
-        """Render with the current window/invert (the one place pixels go to the screen)."""
+        """Render with the current window/invert at full resolution."""
         self._render_timer.stop()
         if self.decoded is None:
             return
         self._show_display(render_display(self.decoded, self.window, invert=self.invert))
 
-    def _show_display(self, display: np.ndarray) -> None:
+    def render_preview(self) -> None:
+        """Render for a window/level drag: when the screen shows the image at half size or less,
+        render every n-th pixel only (what the screen can show anyway); the full-resolution
+        render follows when the drag ends."""
+        factor = self.preview_factor()
+        if factor == 1 or self.decoded is None:
+            self.render_now()
+            return
         self._render_timer.stop()
-        self.image_item.setImage(display, autoLevels=False, levels=(0, 255))
+        d = self.decoded
+        stored = d.stored_index[::factor, ::factor] if d.stored_index is not None else None
+        preview = replace(d, pixels=d.pixels[::factor, ::factor], stored_index=stored)
+        self._show_display(render_display(preview, self.window, invert=self.invert))
+
+    def preview_factor(self) -> int:
+        if self.decoded is None or self.decoded.is_color:
+            return 1
+        zoom = self.zoom_percent() / 100.0
+        return int(min(4, max(1, math.floor(1.0 / zoom)))) if zoom > 0 else 1
+
+    def _show_display(self, display: np.ndarray) -> None:
+        """The one place pixels go to the screen. The item always covers the image's full
+        pixel rectangle, so a preview (fewer pixels) lands exactly where the full image does."""
+        self._render_timer.stop()
+        height, width = self.decoded.shape if self.decoded is not None else display.shape[:2]
+        self.image_item.setImage(display, autoLevels=False, levels=(0, 255), rect=QRectF(0, 0, width, height))
         self.render_count += 1
         self._update_caption()
         self.display_changed.emit()
 
-    def schedule_render(self) -> None:
+    def schedule_render(self, preview: bool = False) -> None:
         """Render once control returns to the event loop (coalesces bursts of mouse moves)."""
+        self._pending_preview = preview and (self._pending_preview or not self._render_timer.isActive())
         if not self._render_timer.isActive():
             self._render_timer.start()
+
+    def _render_pending(self) -> None:
+        if self._pending_preview:
+            self.render_preview()
+        else:
+            self.render_now()
 
     # ----- window / level ---------------------------------------------------------------------
     def preset_labels(self) -> list[str]:
@@ -246,7 +277,7 @@ class ImageView(pg.GraphicsView):
             self._drag_window = None
             self.render_now()
         else:
-            self.schedule_render()
+            self.schedule_render(preview=True)
 
     # ----- geometry ----------------------------------------------------------------------------
     def rotate(self, degrees: int) -> None:
@@ -408,7 +439,7 @@ class ImageView(pg.GraphicsView):
         """(row, column, modality value or RGB) under a scene point, or None off the image."""
         if self.decoded is None:
             return None
-        point = self.image_item.mapFromScene(scene_pos)
+        point = self.image_group.mapFromScene(scene_pos)  # image pixels, even during a preview
         col, row = int(math.floor(point.x())), int(math.floor(point.y()))
         height, width = self.decoded.shape
         if not (0 <= row < height and 0 <= col < width):

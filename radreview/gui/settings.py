@@ -45,7 +45,7 @@ class ViewerSettings:
     thumbnail_size: int = 96
     # Budget of the in-memory cache of decoded images: a handful of radiographs (a 1760x1760
     # CR takes ~18 MB decoded), so that going back and forth is instant but memory stays flat.
-    image_cache_mb: int = 96
+    image_cache_mb: int = 64
     # Grey levels per screen pixel of a right-drag, as a fraction of the image's value range.
     window_drag_sensitivity: float = 1.0
     show_header_panel: bool = True

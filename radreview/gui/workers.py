@@ -76,6 +76,9 @@ class TaskRunner(QObject):
     def __init__(self, parent: QObject | None = None, max_threads: int | None = None) -> None:
         super().__init__(parent)
         self.pool = QThreadPool(self)
+        # Keep idle threads instead of letting them expire: new threads would each get a fresh
+        # malloc arena on glibc, and browsing hundreds of images would grow memory for nothing.
+        self.pool.setExpiryTimeout(-1)
         if max_threads:
             self.pool.setMaxThreadCount(max_threads)
         self._tasks: set[Task] = set()
