@@ -539,3 +539,45 @@ def test_window_drag_previews_at_screen_resolution_then_renders_in_full(qtbot, w
     assert (rect.width(), rect.height()) == pytest.approx((1760, 1760))
     view.view_box.window_dragged.emit(5.0, 0.0, False, True)  # released
     np.testing.assert_array_equal(view.image_item.image, render_display(view.decoded, view.window))
+
+
+def test_left_drag_pans(qtbot, window, pydicom_data_file) -> None:
+    open_and_wait(qtbot, window, [pydicom_data_file("RG3_UNCR.dcm")])
+    view = window.active_view()
+    before = view.view_box.viewRect().center()
+    start = centre_of(view)
+    mouse_drag(view, Qt.MouseButton.LeftButton, start, start + QPoint(120, 0))
+    after = view.view_box.viewRect().center()
+    # Dragging right moves the image right: the view centre moves left in image coordinates.
+    scale = 100 / view.zoom_percent()
+    assert before.x() - after.x() == pytest.approx(120 * scale, rel=0.05)
+    assert after.y() == pytest.approx(before.y())
+    assert view.rulers == []  # not in measure mode: no ruler
+
+
+def test_moving_on_drops_the_stale_decode(qtbot, window, multiview_dir) -> None:
+    open_and_wait(qtbot, window, [multiview_dir])
+    window.cache.clear()
+    first, second, third = window.index.images()[1:4]
+    shown = []
+    window.current_image_changed.connect(lambda entry, _decoded: shown.append(entry))
+    window.show_entry(first)
+    window.show_entry(second)  # before the first has decoded: the user moved on
+    window.show_entry(third)
+    wait_idle(qtbot, window)
+    qtbot.wait(200)
+    assert window.active_view().entry is third and window.active_view().decoded is not None
+    assert first not in shown and second not in shown
+
+
+def test_recent_menu_reopens_a_study(qtbot, window, multiview_dir) -> None:
+    open_and_wait(qtbot, window, [multiview_dir])
+    window.close_all()
+    assert window.index.images() == [] and window.active_view().decoded is None
+    window._fill_recent_menu()
+    entries = [a for a in window.recent_menu.actions() if a.text() == str(multiview_dir.resolve())]
+    assert len(entries) == 1
+    entries[0].trigger()
+    qtbot.waitUntil(lambda: len(window.index.images()) == 4, timeout=20000)
+    wait_idle(qtbot, window)
+    assert window.active_view().decoded is not None

@@ -96,6 +96,7 @@ class ImageView(pg.GraphicsView):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent, background="k")
+        self.setAcceptDrops(False)  # files dropped on a pane go to the main window
         self.view_box = _ViewerViewBox()
         self.setCentralItem(self.view_box)
         # Rotation/flip are applied to this group; children use image-pixel coordinates.
