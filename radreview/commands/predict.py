@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", action="append", metavar="DIR",
                         help="models folder or .onnx file (repeatable; replaces the default folders)")
     parser.add_argument("--provider", default="auto", choices=PROVIDER_CHOICES, help="execution provider (default auto)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per inference batch (default 8)")
+    parser.add_argument("--batch-size", type=int, default=0,
+                        help="images per inference batch (default: 2 on the CPU, 16 on an accelerator)")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: all cores)")
     parser.add_argument("--workers", type=int, default=0, help="decoding threads (default: cores, at most 4)")
     parser.add_argument("--identifiers", action="store_true",
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     catalog = discover(args.models)
     for problem in catalog.problems:
         print(f"radreview predict: skipping model {problem}", file=sys.stderr)
-    engine = Engine(catalog.models, provider=args.provider, threads=args.threads or None, batch_size=args.batch_size)
+    engine = Engine(catalog.models, provider=args.provider, threads=args.threads or None,
+                    batch_size=args.batch_size or None)
     for problem in engine.problems:
         print(f"radreview predict: skipping model {problem}", file=sys.stderr)
     for note in engine.provider_notes:

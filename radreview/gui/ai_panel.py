@@ -166,6 +166,7 @@ class AiPanel(QWidget):
 
     # -- models ----------------------------------------------------------------------------
     def reload_models(self) -> None:
+        self.state = None
         self.status.setText("Loading models…")
         self.controller.load_models(self.settings.model_dirs(), self.settings.provider)
 

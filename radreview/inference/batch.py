@@ -145,7 +145,7 @@ def predict_paths(
     if cam_path:
         cam_path.mkdir(parents=True, exist_ok=True)
     display = cam_display or CamDisplay()
-    window = max(2 * engine.batch_size, 2 * workers)  # images decoded ahead of inference
+    window = max(4 * engine.batch_size, 4 * workers, 8)  # images decoded ahead of inference
     done = 0
 
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode") as pool, \

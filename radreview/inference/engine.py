@@ -23,6 +23,8 @@ from radreview.inference.sessions import SessionInfo, create_session
 
 log = logging.getLogger(__name__)
 REGION_TASK = "region"
+CPU_BATCH = 2
+ACCELERATOR_BATCH = 16
 
 
 @dataclass
@@ -112,17 +114,20 @@ class Engine:
         models: Sequence[ModelFile],
         provider: str = "auto",
         threads: int | None = None,
-        batch_size: int = 8,
+        batch_size: int | None = None,
     ) -> None:
         self.models: list[LoadedModel] = []
         self.problems: list[ModelProblem] = []
-        self.batch_size = max(1, batch_size)
         for model_file in models:
             try:
                 self.models.append(LoadedModel(model_file, provider, threads))
             except Exception as exc:  # ProviderError, or onnxruntime rejecting the graph
                 self.problems.append(ModelProblem(model_file.path, f"cannot run the model ({exc})"))
         self.specs = {m.key: m.card.input for m in self.models}
+        # Measured on a 2-core CPU (bench_predict): a convnet's cost per image grows with the
+        # batch beyond 2 (cache), while accelerators want large batches.
+        on_cpu = all(m.info.provider == "cpu" for m in self.models)
+        self.batch_size = max(1, batch_size) if batch_size else (CPU_BATCH if on_cpu else ACCELERATOR_BATCH)
 
     # -- what ran ------------------------------------------------------------------------
     @property
