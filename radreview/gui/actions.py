@@ -80,11 +80,11 @@ def action_spec(name: str) -> ActionSpec:
 
 
 def shortcut_rows() -> list[tuple[str, str, str]]:
-    """(menu, action text, keys) for every action with a key, then mouse/keyboard extras."""
+    """(keys, menu, action text) for every action with a key, then mouse/keyboard extras."""
     rows = [
-        (spec.menu, spec.text.replace("&", "").rstrip("…"), ", ".join(spec.shortcuts))
+        (", ".join(spec.shortcuts), spec.menu, spec.text.replace("&", "").rstrip("…"))
         for spec in ACTIONS
         if spec.shortcuts
     ]
-    rows += [("Mouse and keys", text, keys) for keys, text in MOUSE_AND_KEYS_HELP]
+    rows += [(keys, "Mouse and keys", text) for keys, text in MOUSE_AND_KEYS_HELP]
     return rows

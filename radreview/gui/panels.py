@@ -160,8 +160,8 @@ class ShortcutsDialog(QDialog):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Keyboard shortcuts")
-        self.resize(640, 620)
-        self.table = _table(["Menu", "Action", "Keys"], shortcut_rows(), self)
+        self.resize(760, 640)
+        self.table = _table(["Keys", "Menu", "Action"], shortcut_rows(), self)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         buttons.rejected.connect(self.close)
         layout = QVBoxLayout(self)
