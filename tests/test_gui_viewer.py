@@ -593,3 +593,19 @@ def test_no_key_is_bound_twice(window) -> None:
             text = sequence.toString()
             assert text not in seen, f"{text!r} is bound to {seen.get(text)!r} and {action.text()!r}"
             seen[text] = action.text()
+
+
+def test_colour_image_shows_rgb_and_ignores_window_drag(qtbot, window, tmp_path) -> None:
+    rgb = np.zeros((120, 160, 3), dtype=np.uint8)
+    rgb[..., 0] = np.arange(160, dtype=np.uint8)[None, :]  # a red ramp
+    rgb[40:80, 60:100, 2] = 200
+    Image.fromarray(rgb).save(tmp_path / "photo.png")
+    open_and_wait(qtbot, window, [tmp_path / "photo.png"])
+    view = window.active_view()
+    assert view.decoded.is_color
+    np.testing.assert_array_equal(view.image_item.image, rgb)
+    before = view.window
+    mouse_drag(view, Qt.MouseButton.RightButton, centre_of(view), centre_of(view) + QPoint(80, 40))
+    assert view.window == before
+    np.testing.assert_array_equal(view.image_item.image, rgb)
+    assert view.pixel_text(view.image_group.mapToScene(QPointF(70.5, 50.5))) == "x 70  y 50   RGB 70,0,200"
