@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 # GUI tests always run offscreen, with or without a display.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# No test reads or writes the real user's viewer settings (radreview/gui/settings.py).
+os.environ.setdefault("RADREVIEW_CONFIG_DIR", tempfile.mkdtemp(prefix="radreview-test-config-"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
