@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -99,6 +100,63 @@ def run_pyinstaller(dist: Path, work: Path, icon_dir: Path, clean: bool) -> None
         raise BuildError(f"PyInstaller failed with exit status {result.returncode}")
 
 
+def _elf_loads_aligned(path: Path) -> bool:
+    """Whether every PT_LOAD segment of a 64-bit little-endian ELF file keeps offset ≡ address
+    (mod alignment): what the loader checks, and what ``strip`` breaks in patchelf'd files."""
+    import struct
+
+    data = path.read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return True  # not ELF64 LE: leave the verdict to the smoke test
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        p_type, _flags, p_offset, p_vaddr, _paddr, _filesz, _memsz, p_align = struct.unpack_from(
+            "<IIQQQQQQ", data, phoff + i * phentsize)
+        if p_type == 1 and p_align > 1 and (p_offset - p_vaddr) % p_align:
+            return False
+    return True
+
+
+def _rewritten_by_auditwheel(path: Path) -> bool:
+    """Libraries grafted into ``*.libs`` and extensions whose RUNPATH points there were edited
+    by patchelf; ``strip`` corrupts those ("ELF load command ... not page-aligned")."""
+    if any(part.endswith(".libs") for part in path.parts):
+        return True
+    result = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True)
+    return result.returncode != 0 or any(
+        ("RUNPATH" in line or "RPATH" in line) and ".libs" in line for line in result.stdout.splitlines())
+
+
+def strip_binaries(dist: Path) -> int:
+    """Strip debug symbols on Linux from the binaries that can take it; return the bytes saved.
+
+    PyInstaller's own ``strip`` option strips everything, including wheel libraries rewritten
+    by auditwheel, which then fail to load. Here: libpython, the standard library's extensions
+    and wheel binaries that patchelf never touched; each stripped file's load segments are
+    checked and the original is kept when they are not aligned.
+    """
+    if not sys.platform.startswith("linux") or shutil.which("strip") is None or shutil.which("readelf") is None:
+        return 0
+    internal = app_dir(dist) / "_internal"
+    candidates = [p for p in internal.rglob("*.so*") if p.is_file() and not p.is_symlink()]
+    saved = stripped = 0
+    for path in candidates:
+        is_runtime = path.name.startswith("libpython3") or "lib-dynload" in path.parts
+        if not is_runtime and _rewritten_by_auditwheel(path):
+            continue
+        original = path.read_bytes()
+        subprocess.run(["strip", "--strip-unneeded", str(path)], check=False, capture_output=True)
+        if not _elf_loads_aligned(path):
+            path.write_bytes(original)
+            continue
+        if path.stat().st_size < len(original):
+            stripped += 1
+            saved += len(original) - path.stat().st_size
+    print(f"stripped {stripped} of {len(candidates)} binaries: {saved / 2**20:.1f} MiB saved")
+    return saved
+
+
 def check_bundle(dist: Path) -> dict:
     root = app_dir(dist)
     report = bundle.inspect_bundle(root)
@@ -168,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                 make_icon.write_icons(icon_dir)
             with _step("pyinstaller", timings):
                 run_pyinstaller(dist, work, icon_dir, args.clean)
+                strip_binaries(dist)
         with _step("bundle check", timings):
             report["bundle"] = check_bundle(dist)
         if not args.no_smoke:

@@ -60,7 +60,7 @@ EXCLUDED_QT_MODULES: tuple[str, ...] = tuple(
     for name in (
         "QtQml", "QtQmlFeatures", "QtQuick", "QtQuickControls2", "QtQuickTest", "QtQuickWidgets",
         "QtLabsStyleKit", "QtDesigner", "QtHelp", "QtUiTools", "QtSql", "QtTest", "QtConcurrent",
-        "QtXml", "QtDBus", "QtNetwork", "QtOpenGL", "QtOpenGLWidgets",
+        "QtXml", "QtDBus", "QtNetwork",
     )
 )
 
@@ -90,6 +90,9 @@ METADATA_DISTRIBUTIONS: tuple[str, ...] = (
 HIDDEN_IMPORTS: tuple[str, ...] = (
     "radreview.cli",
     "radreview.smoke_test",
+    # pyqtgraph imports these through importlib (PColorMeshItem, PlotCurveItem, OpenGLHelpers).
+    "PySide6.QtOpenGL",
+    "PySide6.QtOpenGLWidgets",
     "gdcm",
     "openjpeg",
     "rle",

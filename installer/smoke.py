@@ -70,6 +70,7 @@ def smoke_frozen_app(executable: Path, out_dir: Path, compare_source: bool = Tru
     sys.path.insert(0, str(REPO))
     from radreview.smoke_test import compare_predictions
 
+    executable, out_dir = executable.resolve(), out_dir.resolve()  # the runs start in out_dir
     if not executable.is_file():
         raise SmokeError(f"{executable}: no frozen app (build it first)")
     frozen = run_smoke([str(executable)], out_dir / "frozen.json", "frozen app")

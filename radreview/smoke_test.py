@@ -5,6 +5,7 @@ site's test workstation) and writes the answers to a JSON file, because a window
 no console:
 
 1. ``environment`` — versions of radreview and of what it runs on, ONNX Runtime providers;
+   ``imports`` — every radreview module but the training code imports;
 2. ``decoders`` — pydicom's pixel decoders (GDCM, pylibjpeg and its plugins, Pillow) each
    decode a synthetic image encoded with RLE, JPEG 2000, JPEG-LS and JPEG lossless, exactly;
    a frozen app that lost a plugin's entry-point metadata or a codec library fails here;
@@ -97,6 +98,30 @@ def check_environment(ctx: SmokeContext) -> dict[str, Any]:
         "models_dir": str(ctx.models_dir),
         "demo_dir": str(ctx.demo_dir),
     }
+
+
+def check_imports(ctx: SmokeContext) -> dict[str, Any]:
+    """Import every radreview module except the training code (a frozen app that lost a
+    lazily imported module, or carries a broken library, fails here and not in a user's hands)."""
+    import importlib
+    import pkgutil
+
+    import radreview
+
+    names = sorted(
+        m.name for m in pkgutil.walk_packages(radreview.__path__, "radreview.")
+        if not m.name.startswith(("radreview.training", "radreview.smoke_test"))
+    )
+    failures = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # ImportError, or an OSError from a library that will not load
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+    if failures:
+        raise RuntimeError("; ".join(failures))
+    training = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "pytorch_grad_cam"))
+    return {"modules": len(names), "torch_loaded": bool(training)}
 
 
 def _synthetic_dataset(rows: int = 64, cols: int = 48):
@@ -291,6 +316,7 @@ def check_window(ctx: SmokeContext) -> dict[str, Any]:
 
 CHECKS: tuple[tuple[str, Callable[[SmokeContext], dict[str, Any]]], ...] = (
     ("environment", check_environment),
+    ("imports", check_imports),
     ("decoders", check_decoders),
     ("demo_study", check_demo_study),
     ("models", check_models),
