@@ -8,7 +8,7 @@ main window renders them in a worker thread and hands back pixmaps with :meth:`s
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QPixmap
+from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QTreeWidget, QTreeWidgetItem, QWidget
 
 from radreview.studies import ImageEntry, Patient, Series, Study, StudyIndex
@@ -123,7 +123,9 @@ class StudyBrowser(QTreeWidget):
     def set_thumbnail(self, entry: ImageEntry, pixmap: QPixmap) -> None:
         item = self._items.get(entry_key(entry))
         if item is not None:
-            item.setIcon(0, pixmap)
+            icon = QIcon(pixmap)
+            icon.addPixmap(pixmap, QIcon.Mode.Selected)  # a radiograph is not tinted when selected
+            item.setIcon(0, icon)
             self._has_thumbnail.add(entry_key(entry))
 
     def item_for(self, entry: ImageEntry) -> QTreeWidgetItem | None:
