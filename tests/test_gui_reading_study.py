@@ -150,3 +150,29 @@ def test_sequential_flow_keys_telemetry_and_resume(qtbot, tmp_path, fracatlas_di
     assert (resumed.case.assignment_id, resumed.case.phase) == (second.assignment_id, "aided")
     assert resumed.case.position == 2 and resumed.case.unaided_read.confidence == 60
     db.close()
+
+
+def test_decision_keys_and_typing_a_comment(qtbot, tmp_path, fracatlas_dir) -> None:
+    db = open_database(tmp_path / "study.db")
+    coordinator = make_study(db, tmp_path, fracatlas_dir, readers=1, n=4, mode="aided",
+                             confidence_scale="5-point")
+    window = ReadingWindow(sign_in(db, "wrist-2026", "R1", PIN))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    window.view.setFocus()
+    qtbot.keyClick(window.view, Qt.Key.Key_P)
+    qtbot.keyClick(window.view, Qt.Key.Key_4)
+    qtbot.keyClick(window.view, Qt.Key.Key_A)
+    assert window.decision_group.checkedId() == 1 and window.rating_group.checkedId() == 4
+    window.comment.setFocus()
+    qtbot.keyClicks(window.comment, "Nad")  # letters go to the comment, not to the shortcuts
+    assert window.comment.text() == "Nad" and window.decision_group.checkedId() == 1
+    window.view.setFocus()
+    with qtbot.waitSignal(window.saved, timeout=5000):
+        qtbot.keyClick(window.view, Qt.Key.Key_Return)
+    read = coordinator.reads()[0]
+    assert (read["decision"], read["rating"], read["ai_agreement"], read["comment"]) == (1, 4, "agree", "Nad")
+    assert read["confidence"] is None
+    db.close()

@@ -172,3 +172,26 @@ def test_case_list_errors_name_file_and_line(tmp_path) -> None:
     bad.write_text("case_id,truth\nA,1\n")
     with pytest.raises(StudyDesignError, match="images"):
         read_case_list(bad)
+
+
+def test_ai_outputs_from_a_predict_file_map_images_to_cases(tmp_path) -> None:
+    import json
+
+    from radreview.readerstudy.design import CaseSpec, read_ai_outputs
+
+    a, b, c = (str(tmp_path / f"{n}.png") for n in "abc")
+    cases = [CaseSpec("case-1", (a, b), 1), CaseSpec("case-2", (c,), 0)]
+    rows = [
+        {"level": "image", "model": "m", "task": "fracture", "label": "fracture", "probability": 0.2, "path": a},
+        {"level": "image", "model": "m", "task": "fracture", "label": "fracture", "probability": 0.9, "path": b},
+        {"level": "image", "model": "m", "task": "region", "label": "hand", "probability": 0.7, "path": b},
+        {"level": "image", "model": "m", "task": "fracture", "label": "fracture", "probability": 0.4, "path": c},
+        {"level": "image", "model": "m", "error": "cannot decode", "path": c},
+        {"level": "study", "model": "m", "label": "fracture", "probability": 0.9},
+    ]
+    path = tmp_path / "predictions.json"
+    path.write_text(json.dumps({"images": rows, "studies": []}))
+    with pytest.raises(StudyDesignError, match="several labels"):
+        read_ai_outputs(path, cases)
+    outputs = {o.source_id: o.probability for o in read_ai_outputs(path, cases, label="fracture")}
+    assert outputs == {"case-1": 0.9, "case-2": 0.4}  # the highest view per case

@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--cases", required=True, type=Path,
                         help="CSV: case_id, images (';'-separated), truth[, side, region]")
     create.add_argument("--ai", type=Path, help="AI outputs: CSV/JSON of case_id|image, model, probability")
+    create.add_argument("--ai-label", help="the label (or task) to show when a model answers several")
     create.add_argument("--model", action="append", default=[], help="AI model to show (repeatable)")
     create.add_argument("--question", default="Is there a fracture?")
     create.add_argument("--scale", choices=("0-100", "5-point", "both"), default="0-100",
@@ -96,7 +97,7 @@ def _create(db, args) -> int:  # type: ignore[no-untyped-def]
     from radreview.readerstudy.design import StudyDesign, create_study, read_ai_outputs, read_case_list
 
     cases = read_case_list(args.cases)
-    ai = read_ai_outputs(args.ai, cases) if args.ai else []
+    ai = read_ai_outputs(args.ai, cases, args.ai_label) if args.ai else []
     design = StudyDesign(
         name=args.name, question=args.question, confidence_scale=args.scale, mode=args.mode,
         ai_models=args.model, threshold=args.threshold, washout_days=args.washout_days,

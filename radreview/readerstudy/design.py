@@ -175,14 +175,16 @@ def read_case_list(path: str | Path) -> list[CaseSpec]:
     return cases
 
 
-def read_ai_outputs(path: str | Path, cases: list[CaseSpec]) -> list[AIOutputSpec]:
+def read_ai_outputs(path: str | Path, cases: list[CaseSpec], label: str | None = None) -> list[AIOutputSpec]:
     """Read AI outputs per case from CSV or JSON.
 
     CSV columns: ``case_id`` (or ``image``/``path``), ``model``, ``probability``, optional
     ``label``, ``heatmap``. JSON: a list of such records, or an object with a ``predictions``/
-    ``results`` list (the ``radreview predict --out`` file). Records keyed by image path are mapped
-    to their case; a case with several images takes the highest probability per model (the
-    study-level answer is "present if seen on any view").
+    ``results``/``images`` list (the ``radreview predict --identifiers --out`` file, whose image
+    rows carry ``path``). Records keyed by image path are mapped to their case; a case with several
+    images takes the highest probability per model (the study-level answer is "present if seen on
+    any view"). ``label`` keeps only that label (or task) when a model answers several; rows with
+    an ``error`` and study-level rows are skipped.
     """
     path = Path(path)
     try:
@@ -206,8 +208,14 @@ def read_ai_outputs(path: str | Path, cases: list[CaseSpec]) -> list[AIOutputSpe
     by_name = {Path(image).name: case.source_id for case in cases for image in case.images}
     known = {case.source_id for case in cases}
     best: dict[tuple[str, str], AIOutputSpec] = {}
+    labels_seen: dict[str, set[str]] = {}
     for index, record in enumerate(records, start=1):
         where = f"{path}, record {index}"
+        if str(record.get("error") or "").strip() or str(record.get("level") or "image") != "image":
+            continue
+        record_label = str(record.get("label") or "")
+        if label is not None and label not in (record_label, str(record.get("task") or "")):
+            continue
         case_id = str(record.get("case_id") or "").strip()
         if not case_id:
             image = str(record.get("image") or record.get("path") or "").strip()
@@ -224,10 +232,17 @@ def read_ai_outputs(path: str | Path, cases: list[CaseSpec]) -> list[AIOutputSpe
         if not 0.0 <= probability <= 1.0:
             raise StudyDesignError(f"{where}: probability {probability} is not between 0 and 1")
         heatmap = str(record.get("heatmap") or record.get("heatmap_path") or "").strip() or None
-        spec = AIOutputSpec(case_id, model, probability, str(record.get("label") or ""), heatmap)
+        labels_seen.setdefault(model, set()).add(record_label)
+        spec = AIOutputSpec(case_id, model, probability, record_label, heatmap)
         key = (case_id, model)
         if key not in best or probability > best[key].probability:
             best[key] = spec
+    several = {m: sorted(v) for m, v in labels_seen.items() if len(v) > 1}
+    if several:
+        model, names = next(iter(several.items()))
+        raise StudyDesignError(
+            f"{path}: model {model} answers several labels ({', '.join(names[:6])}); choose one (--ai-label)"
+        )
     return list(best.values())
 
 

@@ -41,6 +41,7 @@ from radreview.readerstudy.schema import (
 from radreview.readerstudy.security import verify_pin
 
 PHASES = ("unaided", "aided")
+PHASES_BY_ARM = {"unaided": ("unaided",), "aided": ("aided",), "sequential": ("unaided", "aided")}
 AGREEMENT = ("agree", "disagree")
 
 
@@ -64,6 +65,15 @@ class WashoutPending(ReadingError):
     def __init__(self, message: str, available_at: datetime) -> None:
         super().__init__(message)
         self.available_at = available_at
+
+
+@dataclass(frozen=True)
+class _Assignment:
+    id: int
+    session_number: int
+    arm: str
+    case_id: int
+    case_code: str
 
 
 @dataclass(frozen=True)
@@ -170,6 +180,7 @@ class ReaderSession:
         self._reader_id = reader_id
         self._clock = clock
         self.reader_code = reader_code
+        self._assignments: dict[int, _Assignment] | None = None
         with db.transaction() as session:
             study = session.get(StudyRow, study_id)
             assert study is not None
@@ -316,29 +327,29 @@ class ReaderSession:
             with self._db.transaction() as session:
                 # A retry of a save that already committed hits a unique key (token or revision)
                 # and is answered from the stored row below.
-                assignment, sess, arm, case = self._own_assignment(session, assignment_id)
-                if phase not in self._phases_for(arm):
-                    raise ReadingError(f"the {arm.name} arm has no {phase} read")
-                if sess.number > 1:
-                    self._check_washout(session, sess.number)
+                assigned = self._own_assignment(session, assignment_id)
+                if phase not in PHASES_BY_ARM[assigned.arm]:
+                    raise ReadingError(f"the {assigned.arm} arm has no {phase} read")
+                if assigned.session_number > 1:
+                    self._check_washout(session, assigned.session_number)
                 # One query for the latest revision of each phase of this assignment.
                 latest_by_phase: dict[str, ReadRow] = {}
                 for row in session.scalars(
-                    select(ReadRow).where(ReadRow.assignment_id == assignment.id).order_by(ReadRow.revision)
+                    select(ReadRow).where(ReadRow.assignment_id == assigned.id).order_by(ReadRow.revision)
                 ):
                     latest_by_phase[row.phase] = row
                 latest = latest_by_phase.get(phase)
                 unaided = None
-                if arm.name == "sequential":
+                if assigned.arm == "sequential":
                     unaided = latest_by_phase.get("unaided")
                     if phase == "unaided" and unaided is not None and unaided.client_token != token:
                         raise ReadLocked("the unaided read is locked once saved: the AI has been shown")
                     if phase == "aided" and unaided is None:
                         raise ReadLocked("lock the unaided read before the aided read")
                 if latest is not None and latest.client_token == token:  # the same save, retried
-                    return _saved(latest, case.code)
+                    return _saved(latest, assigned.case_code)
                 if revises_id is None and latest is not None:
-                    raise ReadingError(f"case {case.code} already has a {phase} read; revise it instead")
+                    raise ReadingError(f"case {assigned.case_code} already has a {phase} read; revise it instead")
                 if revises_id is not None and (latest is None or latest.id != revises_id):
                     raise ReadingError("only the latest revision of a read can be revised")
                 shows_ai = phase == "aided"
@@ -346,12 +357,12 @@ class ReaderSession:
                 if shows_ai:
                     sham = bool(session.scalar(
                         select(func.count(AIOutputRow.id))
-                        .where(AIOutputRow.case_id == case.id, AIOutputRow.sham.is_(True))
+                        .where(AIOutputRow.case_id == assigned.case_id, AIOutputRow.sham.is_(True))
                     ))
                 elif ai_agreement is not None:
                     raise ReadingError("agree/disagree applies only to reads with the AI shown")
                 row = ReadRow(
-                    assignment_id=assignment.id, reader_id=self._reader_id, case_id=case.id,
+                    assignment_id=assigned.id, reader_id=self._reader_id, case_id=assigned.case_id,
                     phase=phase, revision=0 if latest is None else latest.revision + 1,
                     revises_id=revises_id, decision=decision, confidence=confidence, rating=rating,
                     comment=comment or "", ai_agreement=ai_agreement,
@@ -364,9 +375,9 @@ class ReaderSession:
                 session.add(AuditRow(
                     study_id=self._study_id, at=row.created_at, actor=f"reader:{self.reader_code}",
                     action="read revised" if revises_id else "read saved",
-                    detail={"read_id": row.id, "case": case.code, "phase": phase},
+                    detail={"read_id": row.id, "case": assigned.case_code, "phase": phase},
                 ))
-                return _saved(row, case.code)
+                return _saved(row, assigned.case_code)
         except IntegrityError:
             # A concurrent or repeated save of the same token/revision won: return it if it is ours.
             with self._db.transaction() as session:
@@ -398,7 +409,7 @@ class ReaderSession:
 
     @staticmethod
     def _phases_for(arm: ArmRow) -> tuple[str, ...]:
-        return {"unaided": ("unaided",), "aided": ("aided",), "sequential": ("unaided", "aided")}[arm.name]
+        return PHASES_BY_ARM[arm.name]
 
     def _phases_done(self, session: Session, session_id: int) -> dict[int, set[str]]:
         done: dict[int, set[str]] = {}
@@ -431,17 +442,22 @@ class ReaderSession:
                 f"session {number} opens after the washout, on {opens:%Y-%m-%d %H:%M} UTC", opens
             )
 
-    def _own_assignment(self, session: Session, assignment_id: int):  # type: ignore[no-untyped-def]
-        row = session.execute(
-            select(AssignmentRow, SessionRow, ArmRow, CaseRow)
-            .join(SessionRow, SessionRow.id == AssignmentRow.session_id)
-            .join(ArmRow, ArmRow.id == SessionRow.arm_id)
-            .join(CaseRow, CaseRow.id == AssignmentRow.case_id)
-            .where(AssignmentRow.id == assignment_id)
-        ).first()
-        if row is None or row[1].reader_id != self._reader_id:
+    def _own_assignment(self, session: Session, assignment_id: int) -> _Assignment:
+        """This reader's assignment, from a cache of all of them (assignments never change once
+        the reader is added); anything else is refused."""
+        if self._assignments is None:
+            rows = session.execute(
+                select(AssignmentRow.id, SessionRow.number, ArmRow.name, CaseRow.id, CaseRow.code)
+                .join(SessionRow, SessionRow.id == AssignmentRow.session_id)
+                .join(ArmRow, ArmRow.id == SessionRow.arm_id)
+                .join(CaseRow, CaseRow.id == AssignmentRow.case_id)
+                .where(SessionRow.reader_id == self._reader_id)
+            ).all()
+            self._assignments = {row[0]: _Assignment(*row) for row in rows}
+        assigned = self._assignments.get(assignment_id)
+        if assigned is None:
             raise AccessDenied("this case is not assigned to you")
-        return row
+        return assigned
 
     def _own_read(self, session: Session, read_id: int) -> ReadRow:
         row = session.get(ReadRow, read_id)

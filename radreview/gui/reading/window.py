@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -224,23 +223,38 @@ class ReadingWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
 
     def _build_shortcuts(self) -> None:
-        keys = {
-            "P": lambda: self.set_decision(1), "N": lambda: self.set_decision(0),
-            "A": lambda: self.set_agreement("agree"), "D": lambda: self.set_agreement("disagree"),
-            "H": lambda: self.heatmap_check.toggle() if self.heatmap_check.isEnabled() else None,
-            "Return": self.save, "Enter": self.save,
-            "PgUp": lambda: self.show_image(self._image_index - 1),
-            "PgDown": lambda: self.show_image(self._image_index + 1),
+        """Single keys, handled when no text field has the focus (a comment keeps its letters)."""
+        self._keys = {
+            Qt.Key.Key_P: lambda: self.set_decision(1), Qt.Key.Key_N: lambda: self.set_decision(0),
+            Qt.Key.Key_A: lambda: self.set_agreement("agree"),
+            Qt.Key.Key_D: lambda: self.set_agreement("disagree"),
+            Qt.Key.Key_H: lambda: self.heatmap_check.toggle() if self.heatmap_check.isEnabled() else None,
+            Qt.Key.Key_Return: self.save, Qt.Key.Key_Enter: self.save,
+            Qt.Key.Key_PageUp: lambda: self.show_image(self._image_index - 1),
+            Qt.Key.Key_PageDown: lambda: self.show_image(self._image_index + 1),
         }
-        for value in range(1, 6):
-            keys[str(value)] = lambda v=value: self.set_rating(v)
-        self._shortcuts = []
-        for key, slot in keys.items():
-            shortcut = QShortcut(QKeySequence(key), self)
-            # The comment field keeps its letters: shortcuts fire only outside text entry.
-            shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
-            shortcut.activated.connect(slot)
-            self._shortcuts.append(shortcut)
+        for value, key in enumerate((Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_3, Qt.Key.Key_4, Qt.Key.Key_5), 1):
+            self._keys[key] = lambda v=value: self.set_rating(v)
+        # The image view would otherwise swallow keys it does not use.
+        self.view.installEventFilter(self)
+
+    def handle_key(self, key: int, modifiers: Qt.KeyboardModifier = Qt.KeyboardModifier.NoModifier) -> bool:
+        if modifiers & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier):
+            return False
+        action = self._keys.get(Qt.Key(key))
+        if action is None:
+            return False
+        action()
+        return True
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        if not self.handle_key(event.key(), event.modifiers()):
+            super().keyPressEvent(event)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802
+        if watched is self.view and event.type() == QEvent.Type.KeyPress:
+            return self.handle_key(event.key(), event.modifiers())
+        return super().eventFilter(watched, event)
 
     # ----- the case ----------------------------------------------------------------------------
     def load_current(self) -> None:
