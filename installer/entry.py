@@ -4,7 +4,8 @@ It does three things before handing over to ``radreview.cli.main``:
 - loads ONNX Runtime (and onnx) BEFORE anything imports Qt. On Windows PySide6 carries its own,
   older ``msvcp140.dll``; once Qt has loaded it, ONNX Runtime's extension fails with "DLL load
   failed while importing onnxruntime_pybind11_state" (microsoft/onnxruntime#26127,
-  wkentaro/labelme#1564, fixed there the same way). Loading it first is harmless elsewhere.
+  wkentaro/labelme#1564, fixed there the same way). Only on Windows: elsewhere there is no
+  clash, and loading both eagerly would add a second to every command's start-up.
 - gives windowed builds (no console on Windows/macOS) somewhere to write: ``sys.stdout`` and
   ``sys.stderr`` are ``None`` there and logging would fail, so they go to a log file;
 - calls ``multiprocessing.freeze_support()`` so that a child process re-entering the
@@ -19,6 +20,8 @@ import sys
 
 
 def _preload_inference_runtime() -> None:
+    if sys.platform != "win32":
+        return
     try:
         import onnxruntime  # noqa: F401  (import order matters, see the module docstring)
         import onnx  # noqa: F401  (same DLL problem: onnx_cpp2py_export)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +21,8 @@ def run(args: argparse.Namespace) -> int:
         from radreview.smoke_test import run_and_report
 
         return run_and_report(args.smoke_out)
+    if sys.platform == "win32":  # ONNX Runtime's DLLs must load before Qt's (see installer/entry.py)
+        import onnxruntime  # noqa: F401
     from radreview.gui.app import run_viewer  # Qt is imported only when the viewer is wanted
 
     return run_viewer(
