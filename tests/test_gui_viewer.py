@@ -409,9 +409,21 @@ def test_bad_input_is_listed_and_the_rest_opens(qtbot, window, pydicom_data_file
     (folder / "truncated_header.dcm").write_bytes(data[:300])
     # A full header but half of the pixel data: indexing succeeds, decoding fails.
     (folder / "truncated_pixels.dcm").write_bytes(data[: len(data) // 2])
+    no_pixels = pydicom.dcmread(good)
+    del no_pixels.PixelData  # like an SR or a presentation state: nothing to show
+    no_pixels.SOPInstanceUID = no_pixels.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    no_pixels.save_as(folder / "no_pixels.dcm")
+    mpeg = pydicom.dcmread(good)
+    mpeg.SOPInstanceUID = mpeg.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    mpeg.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2: not a radiograph syntax
+    mpeg.PixelData = pydicom.encaps.encapsulate([b"\x00\x00\x01\xb3" + b"\x00" * 60])
+    mpeg["PixelData"].VR = "OB"
+    mpeg.save_as(folder / "mpeg2.dcm", enforce_file_format=True)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)
     open_and_wait(qtbot, window, [folder])
     problems = {p.path.name: p.reason for p in window.problems_panel.problems}
     assert "not_dicom.dcm" in problems and "truncated_header.dcm" in problems
+    assert "no_pixels.dcm" in problems and "broken.jpg" in problems
     assert not window.problems_dock.isHidden()
     # The good file opened; the one with cut pixel data reports when it is shown.
     names = sorted(e.path.name for e in window.index.images())
@@ -423,6 +435,7 @@ def test_bad_input_is_listed_and_the_rest_opens(qtbot, window, pydicom_data_file
         assert "truncated_pixels.dcm" in {p.path.name for p in window.problems_panel.problems}
         bad_view = window.active_view()
         assert bad_view.decoded is None and "truncated_pixels.dcm" in bad_view._message.text()
+    assert "mpeg2.dcm" in {p.path.name for p in window.problems_panel.problems}  # at indexing or display
     good_entry = next(e for e in window.index.images() if e.path.name == "good.dcm")
     window.show_entry(good_entry)
     wait_idle(qtbot, window)
@@ -431,11 +444,11 @@ def test_bad_input_is_listed_and_the_rest_opens(qtbot, window, pydicom_data_file
     assert any(r.startswith("not_dicom.dcm: ") for r in rows)
 
 
-def test_empty_folder_is_reported(qtbot, window, tmp_path) -> None:
+def test_empty_folder_and_missing_path_are_reported(qtbot, window, tmp_path) -> None:
     empty = tmp_path / "nothing_here"
     empty.mkdir()
-    open_and_wait(qtbot, window, [empty])
-    assert [p.path.name for p in window.problems_panel.problems] == ["nothing_here"]
+    open_and_wait(qtbot, window, [empty, tmp_path / "no_such_file.dcm"])
+    assert sorted(p.path.name for p in window.problems_panel.problems) == ["no_such_file.dcm", "nothing_here"]
     assert window.active_view().decoded is None
 
 
