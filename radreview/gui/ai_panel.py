@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from radreview import RESEARCH_USE_NOTICE
-from radreview.gui.ai_settings import GATES, AiSettings, load_ai_settings, save_ai_settings
+from radreview.gui.ai_settings import CAM_METHODS, GATES, AiSettings, load_ai_settings, save_ai_settings
 from radreview.gui.heatmap_overlay import ColorBar, HeatmapOverlay, gate_probability, heatmap_intensity
 from radreview.gui.inference_worker import AiController, EngineState, image_key
 from radreview.inference.aggregate import aggregate_studies
@@ -168,7 +168,8 @@ class AiPanel(QWidget):
     def reload_models(self) -> None:
         self.state = None
         self.status.setText("Loading models…")
-        self.controller.load_models(self.settings.model_dirs(), self.settings.provider)
+        st = self.settings
+        self.controller.load_models(st.model_dirs(), st.provider, st.backend, st.checkpoint, st.cam_method)
 
     def _model_problems(self) -> str:
         """Models that were refused and provider fallbacks: shown until the models change."""
@@ -181,7 +182,8 @@ class AiPanel(QWidget):
         engine = state.engine
         if engine.models:
             names = ", ".join(f"{m.card.name} {m.card.version}" for m in engine.models)
-            self.status.setText(f"Models: {names}\nProvider: {engine.provider}")
+            extra = f" ({state.description})" if state.description else ""
+            self.status.setText(f"Models: {names}{extra}\nProvider: {engine.provider}")
         else:
             self.status.setText("No usable model found. Add .onnx models to the models folder (Settings…).")
         self._show_error(self._model_problems())
@@ -320,6 +322,9 @@ class AiPanel(QWidget):
 
     def _update_color_bar(self) -> None:
         label = self.selected_result()
+        if label is not None and label.cam_units == "relative":
+            self.color_bar.set_colormap(self.settings.colormap, "relative (per image)", "image max")
+            return
         gate = gate_probability(label, self.settings.gate) if label else 0.5
         low, high = CamDisplay(mode=self.settings.cam_scale, gate=gate).scale_labels()  # type: ignore[arg-type]
         self.color_bar.set_colormap(self.settings.colormap, low, high)
@@ -366,7 +371,10 @@ class AiPanel(QWidget):
         return dialog
 
     def apply_settings(self, new: AiSettings) -> None:
-        reload = (new.provider, new.models_dir) != (self.settings.provider, self.settings.models_dir)
+        def engine_fields(s: AiSettings) -> tuple:
+            return (s.provider, s.models_dir, s.backend, s.checkpoint, s.cam_method)
+
+        reload = engine_fields(new) != engine_fields(self.settings)
         self.settings = new
         if self.save_settings:
             save_ai_settings(new)
@@ -411,9 +419,27 @@ class AiSettingsDialog(QDialog):
         self.colormap.setCurrentText(settings.colormap)
         self.auto_run = QCheckBox("Run the classifiers whenever an image is shown", self)
         self.auto_run.setChecked(settings.auto_run)
+        self.backend = QComboBox(self)
+        self.backend.addItem("ONNX models (CAM in the model)", "onnx")
+        self.backend.addItem("torch checkpoint (.pt) with a Grad-CAM method — needs the [train] extra", "torch")
+        self.backend.setCurrentIndex(max(0, self.backend.findData(settings.backend)))
+        self.checkpoint = QLineEdit(settings.checkpoint, self)
+        self.checkpoint.setPlaceholderText("checkpoint.pt written by radreview train")
+        browse_checkpoint = QPushButton("Browse…", self)
+        browse_checkpoint.clicked.connect(self._browse_checkpoint)
+        checkpoint_row = QHBoxLayout()
+        checkpoint_row.addWidget(self.checkpoint, 1)
+        checkpoint_row.addWidget(browse_checkpoint)
+        self.cam_method = QComboBox(self)
+        for key, name in CAM_METHODS.items():
+            self.cam_method.addItem(name + (" (slow on the CPU)" if key == "scorecam" else ""), key)
+        self.cam_method.setCurrentIndex(max(0, self.cam_method.findData(settings.cam_method)))
         form = QFormLayout(self)
+        form.addRow("Back end", self.backend)
         form.addRow("Provider", self.provider)
         form.addRow("Models folder", folder)
+        form.addRow("Checkpoint", checkpoint_row)
+        form.addRow("CAM method (torch)", self.cam_method)
         form.addRow("Default opacity", self.opacity)
         form.addRow("Colour map", self.colormap)
         form.addRow(self.auto_run)
@@ -427,6 +453,11 @@ class AiSettingsDialog(QDialog):
         if folder:
             self.models_dir.setText(folder)
 
+    def _browse_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Checkpoint", self.checkpoint.text(), "Checkpoints (*.pt)")
+        if path:
+            self.checkpoint.setText(path)
+
     def values(self) -> AiSettings:
         from dataclasses import replace
 
@@ -437,6 +468,9 @@ class AiSettingsDialog(QDialog):
             opacity=self.opacity.value(),
             colormap=self.colormap.currentText(),
             auto_run=self.auto_run.isChecked(),
+            backend=self.backend.currentData(),
+            checkpoint=self.checkpoint.text().strip(),
+            cam_method=self.cam_method.currentData(),
         )
 
 

@@ -20,6 +20,9 @@ from radreview.inference.sessions import PROVIDER_CHOICES
 log = logging.getLogger(__name__)
 AI_SETTINGS_FILE = "ai_settings.json"
 GATES = ("possible", "likely", "0.5")
+BACKENDS = ("onnx", "torch")
+# the torch back end's methods (radreview.training.torch_cam.CAM_METHODS; not imported here: torch)
+CAM_METHODS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM", "eigencam": "Eigen-CAM"}
 
 
 @dataclass
@@ -32,6 +35,9 @@ class AiSettings:
     show_heatmap: bool = True
     cam_scale: str = "absolute"  # or "minmax" (per image, misleading on normal studies)
     gate: str = "possible"  # the operating point that gates the heatmap
+    backend: str = "onnx"  # or "torch": a .pt checkpoint with a Grad-CAM method ([train] extra)
+    checkpoint: str = ""
+    cam_method: str = "gradcam"
 
     def model_dirs(self) -> list[Path] | None:
         return [Path(self.models_dir)] if self.models_dir else None
@@ -51,6 +57,10 @@ def _valid(settings: AiSettings) -> AiSettings:
         settings.cam_scale = defaults.cam_scale
     if settings.gate not in GATES:
         settings.gate = defaults.gate
+    if settings.backend not in BACKENDS:
+        settings.backend = defaults.backend
+    if settings.cam_method not in CAM_METHODS:
+        settings.cam_method = defaults.cam_method
     settings.opacity = min(1.0, max(0.0, float(settings.opacity)))
     return settings
 

@@ -39,7 +39,10 @@ def heatmap_intensity(label: LabelResult, scale: str = "absolute", gate: str = "
         raise ValueError(f"{label.display_name}: the model gave no activation map")
     shape = display_shape(label.geometry.rows, label.geometry.cols, max_side)
     local = cam_to_image(label.cam, label.geometry, shape)
-    display = CamDisplay(mode=scale, gate=gate_probability(label, gate))  # type: ignore[arg-type]
+    threshold = gate_probability(label, gate)
+    if label.cam_units == "relative":  # Grad-CAM family: already 0..1 per image, only gate it
+        return np.clip(local, 0.0, 1.0) if label.probability >= threshold else np.zeros_like(local)
+    display = CamDisplay(mode=scale, gate=threshold)  # type: ignore[arg-type]
     return display.intensity(local, label.probability)
 
 

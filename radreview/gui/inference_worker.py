@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import QObject, Signal
@@ -26,16 +27,34 @@ CACHE_SIZE = 128  # results are small (probabilities and coarse CAMs)
 
 @dataclass
 class EngineState:
-    engine: Engine
+    engine: Engine  # or radreview.training.torch_cam.TorchCamEngine (same surface)
     problems: list[ModelProblem] = field(default_factory=list)
+    description: str = ""  # e.g. "torch Grad-CAM on run.pt"
 
     @property
     def signature(self) -> tuple[str, ...]:
+        own = getattr(self.engine, "signature", None)
+        if own is not None:
+            return tuple(own)
         return tuple(sorted(f"{m.card.name} {m.card.version} {m.card.weights_sha256[:12]}" for m in self.engine.models))
 
 
-def load_engine(model_dirs, provider: str) -> EngineState:
+class BackendUnavailable(RuntimeError):
+    """The torch back end was asked for but the [train] extra is not installed."""
+
+
+def load_engine(model_dirs, provider: str, backend: str = "onnx", checkpoint: str = "",
+                cam_method: str = "gradcam") -> EngineState:
     """Discover, check and load the models (runs in the worker)."""
+    if backend == "torch":
+        if not checkpoint:
+            raise ValueError("the torch back end needs a checkpoint (.pt): choose one in AI settings")
+        try:  # lazy, and only here: the packaged viewer ships without torch
+            from radreview.training.torch_cam import TorchCamEngine
+        except ImportError as exc:
+            raise BackendUnavailable(f"the torch back end needs the [train] extra (torch, grad-cam): {exc}") from exc
+        engine = TorchCamEngine(checkpoint, cam_method)
+        return EngineState(engine, [], f"torch {engine.method_name} on {Path(checkpoint).name}")  # type: ignore[arg-type]
     catalog = discover(model_dirs)
     engine = Engine(catalog.models, provider=provider, batch_size=1)
     return EngineState(engine, [*catalog.problems, *engine.problems])
@@ -48,6 +67,8 @@ def predict_decoded(engine: Engine, decoded, cancel) -> ImageResult:
     if cancel():
         raise InterruptedError("cancelled")
     display = render_display(decoded)  # the file's default window, not the user's current one
+    if not isinstance(engine, Engine):  # the torch back end: one call
+        return engine.predict(display)
     prepared = engine.prepare(display)
     if cancel():
         raise InterruptedError("cancelled")
@@ -81,14 +102,15 @@ class AiController(QObject):
         self.current_key: tuple | None = None
 
     # -- models ----------------------------------------------------------------------------
-    def load_models(self, model_dirs, provider: str) -> None:
+    def load_models(self, model_dirs, provider: str, backend: str = "onnx", checkpoint: str = "",
+                    cam_method: str = "gradcam") -> None:
         if self._loading is not None:
             self._loading.cancel()
         self.state = None
         self.cache.clear()
         self.busy_changed.emit(True)
         self._loading = self.runner.start(
-            lambda _p, _c: load_engine(model_dirs, provider),
+            lambda _p, _c: load_engine(model_dirs, provider, backend, checkpoint, cam_method),
             on_done=self._on_loaded, on_error=self._on_load_failed, name="load models", priority=2,
         )
 

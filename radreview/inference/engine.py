@@ -41,6 +41,9 @@ class LabelResult:
     likely: float | None
     cam: np.ndarray | None  # [h, w] local logits over the model canvas
     geometry: LetterboxGeometry | None
+    # "logit": local logits on an absolute scale (in-graph CAM); "relative": a map already
+    # scaled 0..1 per image (the torch back end's Grad-CAM family), which has no absolute scale
+    cam_units: str = "logit"
 
     @property
     def key(self) -> str:
