@@ -308,3 +308,8 @@ def test_study_level_mean_over_the_views_seen(qtbot, window, tmp_path, pydicom_d
     assert text.startswith("Study, mean of 2 views")
     mean = (first.get("hardware").probability + second.get("hardware").probability) / 2
     assert f"hardware {mean:.2f}" in text
+
+
+def test_ai_menu_sits_before_help(window):
+    titles = [a.text().replace("&", "") for a in window.menuBar().actions()]
+    assert "AI" in titles and titles.index("AI") < titles.index("Help")

@@ -498,7 +498,11 @@ def install_ai_panel(window, settings: AiSettings | None = None, save_settings: 
     taken = {key.toString() for action in window.findChildren(QAction) for key in action.shortcuts()}
     heatmap_key = "H" if "H" not in taken else "Shift+H"
     window.installEventFilter(_ShutdownOnClose(panel, window))
-    menu = window.menuBar().addMenu("&AI")
+    bar = window.menuBar()
+    menu = bar.addMenu("&AI")
+    help_menu = next((a for a in bar.actions() if a.text().replace("&", "") == "Help"), None)
+    if help_menu is not None:  # keep Help last, as users expect
+        bar.insertMenu(help_menu, menu)
     for text, keys, slot in (
         ("Show &Heatmap", (heatmap_key,), panel.toggle_heatmap),
         ("Heatmap &More Opaque", ("O",), lambda: panel.step_opacity(OPACITY_STEP)),
