@@ -362,9 +362,12 @@ def test_layouts_hang_the_views_of_a_study(qtbot, window, multiview_dir) -> None
     left, right = window.views()
     assert abs(left.width() - right.width()) <= 2 and left.height() == right.height()
     assert window.actions_by_name["layout_1x2"].isChecked()
-    # Clicking a pane makes it active and its image current.
-    window.views()[0].activated.emit()
+    # Clicking a pane makes it active and its image current; Ctrl+Tab moves to the next pane.
+    qtbot.mouseClick(window.views()[0].viewport(), Qt.MouseButton.LeftButton, pos=centre_of(window.views()[0]))
+    wait_idle(qtbot, window)
     assert window.grid.active_index == 0 and window.current is window.views()[0].entry
+    key(qtbot, window, "Ctrl+Tab")
+    assert window.grid.active_index == 1 and window.current is window.views()[1].entry
     key(qtbot, window, "Alt+1")
     assert len(window.views()) == 1
 
