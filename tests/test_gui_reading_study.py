@@ -176,3 +176,35 @@ def test_decision_keys_and_typing_a_comment(qtbot, tmp_path, fracatlas_dir) -> N
     assert (read["decision"], read["rating"], read["ai_agreement"], read["comment"]) == (1, 4, "agree", "Nad")
     assert read["confidence"] is None
     db.close()
+
+
+def test_viewer_menu_opens_the_reading_window(qtbot, tmp_path, fracatlas_dir) -> None:
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from radreview.gui.main_window import MainWindow
+    from radreview.gui.settings import ViewerSettings
+
+    db = open_database(tmp_path / "study.db")
+    make_study(db, tmp_path, fracatlas_dir, readers=1, n=4)
+    db.close()
+    main_window = MainWindow(settings=ViewerSettings(), save_on_close=False)
+    qtbot.addWidget(main_window)
+    action = main_window.actions_by_name["reader_study"]
+    assert action in main_window.menus["File"].actions()
+
+    def type_credentials() -> None:  # what the reader types into the modal sign-in dialog
+        dialog = QApplication.activeModalWidget()
+        if not isinstance(dialog, SignInDialog):
+            QTimer.singleShot(20, type_credentials)
+            return
+        dialog.reader_edit.setText("R1")
+        dialog.pin_edit.setText(PIN)
+        dialog.try_sign_in()
+
+    QTimer.singleShot(0, type_credentials)
+    main_window.open_reader_study(str(tmp_path / "study.db"))
+    window = main_window._reading_window
+    qtbot.addWidget(window)
+    assert isinstance(window, ReadingWindow) and window.case.position == 1
+    assert window.reader.reader_code == "R1"

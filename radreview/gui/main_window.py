@@ -217,7 +217,29 @@ class MainWindow(QMainWindow):
             menus["Window/Level"].addAction(action)
             self.addAction(action)
             self.preset_actions.append(action)
+        # Reader-study mode (radreview.gui.reading): sign in and read the assigned cases.
+        reader_study = QAction("Reader &Study…", self)
+        reader_study.setObjectName("reader_study")
+        reader_study.setStatusTip("Sign in to a reader study and read your assigned cases")
+        reader_study.triggered.connect(lambda _checked=False: self.open_reader_study())
+        file_actions = menus["File"].actions()
+        menus["File"].insertAction(file_actions[-1] if file_actions else None, reader_study)
+        self.actions_by_name["reader_study"] = reader_study
         self.menus = menus
+
+    def open_reader_study(self, path: str | None = None) -> None:
+        """Ask for a study database (SQLite file) and open the reading window over it."""
+        from PySide6.QtWidgets import QFileDialog
+
+        from radreview.gui.reading.app import open_reading_window
+
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Open a reader study", "",
+                                                  "Reader study (*.db *.sqlite);;All files (*)")
+        if path:
+            window = open_reading_window(path, parent=self)
+            if window is not None:
+                self._reading_window = window  # keep it alive
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()

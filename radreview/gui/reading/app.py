@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from PySide6.QtWidgets import QApplication, QDialog, QMessageBox
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QWidget
 
 from radreview.gui.reading.sign_in import SignInDialog
 from radreview.gui.reading.window import ReadingWindow
@@ -18,6 +19,27 @@ def study_name(db, requested: str | None) -> str:  # type: ignore[no-untyped-def
     study_id = study_id_by_name(db, requested)
     with db.transaction(readonly=True) as session:
         return session.get(StudyRow, study_id).name  # type: ignore[union-attr]
+
+
+def open_reading_window(db_target: str, study: str | None = None, reader: str | None = None,
+                        parent: QWidget | None = None) -> ReadingWindow | None:
+    """Open the study, sign the reader in and show the reading window (None if cancelled or the
+    study cannot be opened; the reason is shown in a message box)."""
+    try:
+        db = open_database(db_target)
+        name = study_name(db, study)
+    except (DatabaseError, StudyDesignError) as exc:
+        QMessageBox.critical(parent, "Reader study", str(exc))
+        return None
+    dialog = SignInDialog(db, name, reader, parent)
+    if dialog.exec() != QDialog.DialogCode.Accepted or dialog.reader_session is None:
+        db.close()
+        return None
+    window = ReadingWindow(dialog.reader_session)
+    window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    window.destroyed.connect(lambda *_: db.close())
+    window.show()
+    return window
 
 
 def run_reading_app(db_target: str, study: str | None = None, reader: str | None = None) -> int:
