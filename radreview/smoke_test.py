@@ -12,7 +12,8 @@ no console:
 3. ``demo_study`` — the bundled demo studies are indexed, decoded and rendered;
 4. ``models`` — every shipped model runs once on each demo image (all its labels, bypassing
    the chain), then the chain runs as the viewer runs it;
-5. ``window`` — the main window opens (offscreen unless ``QT_QPA_PLATFORM`` says otherwise)
+5. ``reader_study`` — a reader-study database is created and migrated (Alembic, SQLite);
+6. ``window`` — the main window opens (offscreen unless ``QT_QPA_PLATFORM`` says otherwise)
    on the demo study and shows an image.
 
 The exit status is 0 when every check passed, 1 otherwise. :func:`compare_predictions` tells
@@ -286,6 +287,22 @@ def check_models(ctx: SmokeContext) -> dict[str, Any]:
     }
 
 
+def check_reader_study_database(ctx: SmokeContext) -> dict[str, Any]:
+    """Create a reader-study database (SQLite) and migrate it: Alembic runs its scripts from
+    files on disk, which a frozen app must carry."""
+    from radreview.readerstudy.db import current_revision, head_revision, open_database
+
+    with tempfile.TemporaryDirectory(prefix="radreview-smoke-") as tmp:
+        db = open_database(Path(tmp) / "smoke-study.sqlite")
+        try:
+            revision, head = current_revision(db), head_revision()
+        finally:
+            db.close()
+    if revision != head:
+        raise RuntimeError(f"the study database is at revision {revision}, expected {head}")
+    return {"schema_revision": revision}
+
+
 def check_window(ctx: SmokeContext) -> dict[str, Any]:
     """Open the main window on the demo studies, let it load, save a screenshot and close.
 
@@ -320,6 +337,7 @@ CHECKS: tuple[tuple[str, Callable[[SmokeContext], dict[str, Any]]], ...] = (
     ("decoders", check_decoders),
     ("demo_study", check_demo_study),
     ("models", check_models),
+    ("reader_study", check_reader_study_database),
     ("window", check_window),
 )
 
