@@ -99,7 +99,8 @@ def test_predict_json_with_identifiers_and_cams(inputs, model_dir, tmp_path):
     written = sorted(cams.glob("*.png"))
     assert len(written) == 5  # four region labels and the fracture label
     with Image.open(written[0]) as overlay:
-        assert overlay.mode == "RGB" and max(overlay.size) <= 2048
+        assert overlay.mode == "RGB" and max(overlay.size) <= 1024
+        assert "research use" in overlay.info["Description"].lower()
 
 
 def test_batch_function_progress_and_cancel(inputs, model_dir):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from radreview import RESEARCH_USE_NOTICE
 from radreview.inference.aggregate import StudyLabelResult, aggregate_studies
 from radreview.inference.cam import CamDisplay, blend
 from radreview.inference.engine import Engine, ImageResult, Prepared
@@ -86,6 +87,7 @@ def _load(entry, engine: Engine, timer: _Timer, keep_display: bool) -> tuple[Pre
 def _write_cams(record: ImageRecord, gray: np.ndarray, cam_dir: Path, display: CamDisplay, colormap: str,
                 opacity: float, all_labels: bool, max_side: int) -> list[Path]:
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
     written = []
     shape = display_shape(*gray.shape, max_side=max_side)
@@ -98,7 +100,12 @@ def _write_cams(record: ImageRecord, gray: np.ndarray, cam_dir: Path, display: C
             continue  # an honest overlay of a below-threshold label is empty: skip the file
         heat = display.intensity(cam_to_image(label.cam, label.geometry, shape), label.probability, label.possible)
         path = cam_dir / f"{record.image_id}_{label.model}_{label.label}.png"
-        Image.fromarray(blend(base, heat, colormap, opacity)).save(path, compress_level=1)
+        info = PngInfo()
+        info.add_text("Description", f"{label.display_name} heatmap, {label.model} {label.version}, "
+                                     f"p={label.probability:.3f} ({label.tier}); {display.mode} scale. "
+                                     f"{RESEARCH_USE_NOTICE}")
+        info.add_text("Software", "radreview")
+        Image.fromarray(blend(base, heat, colormap, opacity)).save(path, compress_level=1, pnginfo=info)
         written.append(path)
     return written
 
