@@ -131,6 +131,7 @@ DROPPED_QT_PLUGIN_PATTERNS: tuple[str, ...] = (
     "*/plugins/imageformats/*webp*",
     "*/plugins/imageformats/*pdf*",
     "*/Qt/qml/*",
+    "*/PySide6/qml/*",
     "*/Qt/translations/*",
     "*/translations/qt*.qm",
     # Qt libraries only the dropped plugins or modules link (Linux .so, Windows .dll, macOS framework).
@@ -142,7 +143,10 @@ DROPPED_QT_PLUGIN_PATTERNS: tuple[str, ...] = (
 # Files that come with packages but no running app needs: GDCM's command-line tools,
 # pyqtgraph's examples, type stubs, C headers.
 DROPPED_FILE_PATTERNS: tuple[str, ...] = (
-    "_gdcm/gdcm[a-z]*",  # gdcmdump, gdcmconv... (not libgdcm*)
+    # GDCM's command-line tools (not its libraries: on Windows those are gdcmMSFF.dll etc.)
+    *(f"_gdcm/gdcm{tool}" + suffix for tool in ("anon", "clean", "conv", "diff", "dump", "gendir", "img",
+                                                "info", "pap3", "raw", "scanner", "scu", "tar", "xml")
+      for suffix in ("", ".exe")),
     "_gdcm/pkgconfig/*",
     "_gdcm/scripts/*",
     "pyqtgraph/examples/*",
@@ -168,7 +172,8 @@ def is_dropped(dest_name: str) -> bool:
     """Whether a file's destination path inside the app matches a pattern to leave out."""
     name = "/" + str(dest_name).replace(os.sep, "/").replace("\\", "/")
     patterns = DROPPED_QT_PLUGIN_PATTERNS + tuple("*/" + p for p in DROPPED_FILE_PATTERNS)
-    return any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+    # fnmatchcase: the same answer on every system (fnmatch folds case on Windows).
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
 def keep_hook_entry(entry: tuple[str, str]) -> bool:
