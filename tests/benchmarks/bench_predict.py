@@ -13,8 +13,8 @@ Prints figures and ratios measured in the same run (no asserts):
 5. The CUDA provider, when this onnxruntime build has it.
 
 Models: the shipped ``models/*.onnx`` when present, else stand-ins of the shipped architecture
-(EfficientNet-Lite0 at 256 px, exported by radreview's own exporter: region 4 labels, fracture,
-hardware as three files - the slower layout, three forward passes per image).
+(EfficientNet-Lite0 at 256 px, exported by radreview's own exporter): one file with the region
+(4 labels), fracture and hardware heads, or with ``--stand-in-layout three`` three files.
 Data attribution: FracAtlas (Abedeen et al. 2023), CC BY 4.0.
 """
 
@@ -71,8 +71,12 @@ STAND_INS = {"region": [("hand", "region"), ("leg", "region"), ("hip", "region")
              "fracture": [("fractured", "fracture")], "hardware": [("hardware", "hardware")]}
 
 
-def stand_in_models(folder: Path, size: int = 256) -> Path:
-    """EfficientNet-Lite0 models exported the way `radreview export` does (random heads)."""
+def stand_in_models(folder: Path, size: int = 256, layout: str = "one") -> Path:
+    """EfficientNet-Lite0 models exported the way `radreview export` does (random heads).
+
+    ``layout="one"``: one file, one backbone, six heads (what `radreview train` on FracAtlas
+    writes); ``"three"``: region, fracture and hardware as three files (three passes per image).
+    """
     import torch
 
     from radreview.inference.card import write_card
@@ -82,7 +86,9 @@ def stand_in_models(folder: Path, size: int = 256) -> Path:
     from radreview.training.model import MultiLabelClassifier
 
     torch.manual_seed(0)
-    for name, labels in STAND_INS.items():
+    files = ({"fracatlas": [label for labels in STAND_INS.values() for label in labels]} if layout == "one"
+             else STAND_INS)
+    for name, labels in files.items():
         model = MultiLabelClassifier(build_backbone("efficientnet_lite0", architecture_only=True), len(labels)).eval()
         export_onnx_graph(model, size, size, folder / f"{name}.onnx")
         write_card(folder / f"{name}.onnx", toy_card(name, labels, size=size))
@@ -97,7 +103,12 @@ def torch_model_like(card):
     from radreview.training.model import MultiLabelClassifier
 
     torch.manual_seed(0)
-    return MultiLabelClassifier(build_backbone("efficientnet_lite0", architecture_only=True), len(card.labels)).eval()
+    backbone = (card.architecture.split() or ["efficientnet_lite0"])[0]  # "<backbone> + global average pooling..."
+    try:
+        layers = build_backbone(backbone, architecture_only=True)
+    except Exception:  # a card from elsewhere: fall back to the default backbone
+        layers = build_backbone("efficientnet_lite0", architecture_only=True)
+    return MultiLabelClassifier(layers, len(card.labels)).eval()
 
 
 # -- 1. predict end to end ---------------------------------------------------------------------
@@ -285,6 +296,8 @@ def main() -> None:
     parser.add_argument("--torch-images", type=int, default=40)
     parser.add_argument("--memory-images", type=int, default=500)
     parser.add_argument("--viewer-images", type=int, default=20)
+    parser.add_argument("--stand-in-layout", choices=("one", "three"), default="one",
+                        help="without shipped models: one multi-head file (default) or three files")
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--skip-gui", action="store_true")
     parser.add_argument("--memory-only", type=Path, help=argparse.SUPPRESS)
@@ -303,8 +316,8 @@ def main() -> None:
         shipped = REPO / "models"
         model_dir = args.models or (shipped if any(shipped.glob("*.onnx")) else None)
         if model_dir is None:
-            print("no shipped models yet: exporting EfficientNet-Lite0 stand-ins at 256 px")
-            model_dir = stand_in_models(work / "models")
+            print(f"no shipped models yet: exporting EfficientNet-Lite0 stand-ins at 256 px ({args.stand_in_layout} file(s))")
+            model_dir = stand_in_models(work / "models", layout=args.stand_in_layout)
         from radreview.inference.registry import discover
 
         catalog = discover([model_dir])
