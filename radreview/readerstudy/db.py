@@ -104,8 +104,8 @@ class Database:
         An flock wakes the next writer as soon as the lock is free. POSIX only; elsewhere the
         busy timeout alone serialises writers.
         """
-        if readonly or self.dialect != "sqlite" or fcntl is None:
-            yield
+        if readonly or fcntl is None or not self.url.startswith("sqlite:///"):
+            yield  # PostgreSQL, or an in-memory SQLite database (one process only)
             return
         if self._lock_file is None:
             path = Path(self.url.removeprefix("sqlite:///") + ".writelock")
