@@ -10,7 +10,7 @@ import pytest
 from _readerstudy_support import PIN, answer_key, make_study, postgres_database
 from sqlalchemy import text
 
-from radreview.readerstudy.db import current_revision, head_revision, open_database
+from radreview.readerstudy.db import HEAD_REVISION, current_revision, head_revision, open_database
 from radreview.readerstudy.design import StudyDesignError, add_reader, read_case_list
 from radreview.readerstudy.reading import (
     AccessDenied,
@@ -38,7 +38,7 @@ def test_migrations_create_exactly_the_models(db) -> None:
 
     from radreview.readerstudy.schema import Base
 
-    assert current_revision(db) == head_revision()
+    assert current_revision(db) == head_revision() == HEAD_REVISION
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []

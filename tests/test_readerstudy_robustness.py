@@ -53,33 +53,33 @@ def _duplicates(db) -> int:  # type: ignore[no-untyped-def]
 def test_kill_9_at_random_points_loses_nothing_saved_and_resumes(tmp_path) -> None:
     url = str(tmp_path / "crash.db")
     db = open_database(url)
-    _study(db, 60, 1, "sequential")
+    _study(db, 100, 1, "sequential")
     reader = sign_in(db, "load", "R0", PIN)
     rng = random.Random(20)
-    kills = 0
-    while kills < 20:
+    for kill in range(1, 21):
         expected_next = next(((a, missing[0]) for a, _, _, missing in reader.worklist() if missing), None)
         assert expected_next is not None, "the reader finished before 20 kills"
         process = _reader_process(url, "R0")
-        time.sleep(rng.uniform(0.6, 1.4))
-        process.kill()  # SIGKILL: no cleanup, possibly in the middle of a transaction
+        # Let it save a random number of reads, then kill it a random moment later: often in
+        # the middle of the next save's transaction.
+        lines = [process.stdout.readline() for _ in range(rng.randint(1, 6))]
+        time.sleep(rng.uniform(0.0, 0.012))
+        process.kill()  # SIGKILL: no cleanup
         out, _ = process.communicate()
-        saved = _saved_lines(out)
-        kills += 1
+        saved = _saved_lines("".join(lines) + out)
         with db.transaction(readonly=True) as session:
             stored = {row[0]: (row[1], row[2]) for row in session.execute(
                 text("SELECT id, assignment_id, phase FROM reads"))}
         for read_id, assignment_id, phase in saved:
-            assert stored.get(read_id) == (assignment_id, phase), f"kill {kills}: read {read_id} lost"
+            assert stored.get(read_id) == (assignment_id, phase), f"kill {kill}: read {read_id} lost"
         assert _duplicates(db) == 0
-        if saved:  # it resumed exactly at the first unread case/phase
-            assert saved[0][1:] == expected_next, f"kill {kills}"
+        assert saved and saved[0][1:] == expected_next, f"kill {kill}: did not resume at the next case"
     process = _reader_process(url, "R0")
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
-    assert reader.current() is None and reader.progress().done == 60
+    assert reader.current() is None and reader.progress().done == 100
     reads = Coordinator(db).reads()
-    assert len(reads) == 120 and _duplicates(db) == 0
+    assert len(reads) == 200 and _duplicates(db) == 0
     db.close()
 
 
