@@ -130,3 +130,15 @@ def test_statistics_match_an_independent_computation(finished_study) -> None:
     aucs = {(f.reader, f.modality): f.auc.auc for f in stats.readers if not f.is_ai}
     diff = np.mean([aucs[(r, "aided")] - aucs[(r, "unaided")] for r in ("R1", "R2", "R3")])
     assert test.comparisons[0].difference == pytest.approx(diff if test.comparisons[0].modality_a == "aided" else -diff)
+
+
+def test_cli_reports_bad_input_clearly(tmp_path, capsys) -> None:
+    missing = tmp_path / "nowhere" / "study.db"
+    assert main(["study", "status", "--db", str(missing)]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert main(["study", "read", "--db", str(missing)]) == 2
+    bad = tmp_path / "cases.csv"
+    bad.write_text("case_id,images,truth\nA,a.png,1\n")
+    assert main(["study", "create", "--db", str(tmp_path / "s.db"), "--name", "x", "--cases", str(bad),
+                 "--mode", "aided"]) == 2
+    assert "shows the AI" in capsys.readouterr().err

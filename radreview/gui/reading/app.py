@@ -49,7 +49,7 @@ def run_reading_app(db_target: str, study: str | None = None, reader: str | None
         db = open_database(db_target)
         name = study_name(db, study)
     except (DatabaseError, StudyDesignError) as exc:
-        QMessageBox.critical(None, "Reader study", str(exc))
+        # Started from a terminal: say it there (a message box would wait for a click).
         print(f"radreview study read: {exc}", file=sys.stderr)
         return 2
     dialog = SignInDialog(db, name, reader)
