@@ -208,3 +208,69 @@ def test_viewer_menu_opens_the_reading_window(qtbot, tmp_path, fracatlas_dir) ->
     qtbot.addWidget(window)
     assert isinstance(window, ReadingWindow) and window.case.position == 1
     assert window.reader.reader_code == "R1"
+
+
+# A reading window in its own process, answering by itself (scripted_answer) through the window's
+# own controls and printing each committed save: the viewer that the crash test kills.
+_AUTOPILOT = """
+import sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from radreview.gui.reading import ReadingWindow
+from radreview.readerstudy.db import open_database
+from radreview.readerstudy.reading import sign_in
+from radreview.readerstudy.scripted_reader import scripted_answer
+
+app = QApplication([])
+window = ReadingWindow(sign_in(open_database(sys.argv[1]), "wrist-2026", "R1", sys.argv[2]))
+window.saved.connect(lambda read_id: print("saved", read_id, flush=True))
+window.finished.connect(app.quit)
+
+def step():
+    if window.case is None:
+        app.quit()
+        return
+    answer = scripted_answer("R1", window.case)
+    window.set_decision(answer.decision)
+    window.set_confidence(answer.confidence)
+    if answer.ai_agreement:
+        window.set_agreement(answer.ai_agreement)
+    window.save()
+    QTimer.singleShot(0, step)
+
+QTimer.singleShot(0, step)
+app.exec()
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_reading_window_process(tmp_path, fracatlas_dir) -> None:
+    import random
+    import subprocess
+    import sys
+    import time
+
+    db = open_database(tmp_path / "study.db")
+    coordinator = make_study(db, tmp_path, fracatlas_dir, readers=1, n=20, confidence_scale="0-100")
+    reader = sign_in(db, "wrist-2026", "R1", PIN)
+    rng = random.Random(9)
+    for kill in range(5):
+        expected = next((a, missing[0]) for a, _, _, missing in reader.worklist() if missing)
+        process = subprocess.Popen([sys.executable, "-c", _AUTOPILOT, str(tmp_path / "study.db"), PIN],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+        lines = [process.stdout.readline() for _ in range(rng.randint(1, 5))]
+        time.sleep(rng.uniform(0.0, 0.02))
+        process.kill()
+        out, err = process.communicate()
+        saved = [int(line.split()[1]) for line in "".join(lines).splitlines() + out.splitlines()
+                 if line.startswith("saved ")]
+        assert saved, err
+        ours = {r.id: r for r in reader.my_reads()}
+        assert all(read_id in ours for read_id in saved), f"kill {kill}: a saved read is missing"
+        first = ours[saved[0]]
+        assert (first.assignment_id, first.phase) == expected, f"kill {kill}: did not resume"
+        keys = [(r.assignment_id, r.phase) for r in ours.values()]
+        assert len(keys) == len(set(keys)), f"kill {kill}: duplicated read"
+    assert len(coordinator.reads()) == len(reader.my_reads())
+    db.close()
