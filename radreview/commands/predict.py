@@ -26,8 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", default="auto", choices=PROVIDER_CHOICES, help="execution provider (default auto)")
     parser.add_argument("--batch-size", type=int, default=0,
                         help="images per inference batch (default: 2 on the CPU, 16 on an accelerator)")
-    parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default: all cores)")
-    parser.add_argument("--workers", type=int, default=0, help="decoding threads (default: cores, at most 4)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="onnxruntime threads per model (default 1: the workers run side by side)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="worker threads, each decoding and predicting its own images (default: cores, at most 8)")
     parser.add_argument("--identifiers", action="store_true",
                         help="include patient IDs, UIDs and paths in the results (default: pseudonymous IDs only)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         bar.n = done
         bar.refresh()
 
-    workers = args.workers or min(4, os.cpu_count() or 1)
+    workers = args.workers or min(8, os.cpu_count() or 1)
     try:
         result = predict_paths(
             args.paths, engine, progress=progress, cam_dir=args.cam_dir,

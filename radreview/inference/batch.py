@@ -1,9 +1,10 @@
 """Batch prediction over files, folders and DICOMDIRs: a pipelined plain function (no Qt).
 
-Decoding, the display pipeline and preprocessing run in a thread pool (PIL, pydicom's decoders
-and numpy release the GIL) with a bounded number of images in flight, while the calling thread
-batches prepared images through onnxruntime, and a second small pool writes heatmap PNGs. So the
-stages overlap, memory stays bounded, and a bad file becomes a reported problem, never an abort.
+Worker threads each take a small chunk of images through decoding, the display pipeline,
+preprocessing, the models and (optionally) the heatmap PNGs. PIL, pydicom's decoders, numpy and
+onnxruntime release the GIL, so while one worker decodes another infers: the stages overlap
+without handing arrays between threads. A bounded number of chunks is in flight (bounded memory),
+results are collected in order, and a bad file becomes a reported problem, never an abort.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,22 +85,53 @@ def _load(entry, engine: Engine, timer: _Timer, keep_display: bool) -> tuple[Pre
     return prepared, (gray if keep_display else None)
 
 
-def _write_cams(record: ImageRecord, gray: np.ndarray, cam_dir: Path, display: CamDisplay, colormap: str,
-                opacity: float, all_labels: bool, max_side: int) -> list[Path]:
+def _process_chunk(chunk: list[int], entries, image_ids: list[str], engine: Engine, timer: _Timer,
+                   cam_args: tuple) -> list[tuple]:
+    """Decode, preprocess and predict a few images in one worker thread: (k, result, error, cam files).
+
+    Each worker carries its images through every stage while the others are at other stages,
+    so decoding and inference overlap without handing arrays between threads; the sessions
+    run single-threaded (``threads=1``), which avoids onnxruntime's per-operator barriers
+    stalling on a core that is busy decoding.
+    """
+    cam_path = cam_args[0]
+    rows: list[tuple] = []
+    loaded: list[tuple[int, Prepared, np.ndarray | None]] = []
+    for k in chunk:
+        try:
+            prepared, gray = _load(entries[k], engine, timer, cam_path is not None)
+        except Exception as exc:  # StudyLoadError, ImageInputError, decoder errors: skip the file
+            rows.append((k, None, exc, []))
+        else:
+            loaded.append((k, prepared, gray))
+    if loaded:
+        start = time.perf_counter()
+        results = engine.infer([p for _, p, _ in loaded], with_cam=True)
+        timer.add("inference", time.perf_counter() - start)
+        for (k, _, gray), result in zip(loaded, results):
+            files: list[Path] = []
+            if cam_path is not None and gray is not None:
+                files = _timed(timer, "cam", _write_cams, image_ids[k], result, gray, *cam_args)
+            rows.append((k, result, None, files))
+    return sorted(rows, key=lambda row: row[0])
+
+
+def _write_cams(image_id: str, result: ImageResult, gray: np.ndarray, cam_dir: Path, display: CamDisplay,
+                colormap: str, opacity: float, all_labels: bool, max_side: int) -> list[Path]:
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
     written = []
     shape = display_shape(*gray.shape, max_side=max_side)
     base = gray if shape == gray.shape else np.asarray(Image.fromarray(gray).resize(shape[::-1], Image.BILINEAR))
-    for label in record.result.labels if record.result else []:
+    for label in result.labels:
         if label.cam is None or label.geometry is None:
             continue
         gate = label.possible if label.possible is not None else 0.5
         if not all_labels and label.probability < gate:
             continue  # an honest overlay of a below-threshold label is empty: skip the file
         heat = display.intensity(cam_to_image(label.cam, label.geometry, shape), label.probability, label.possible)
-        path = cam_dir / f"{record.image_id}_{label.model}_{label.label}.png"
+        path = cam_dir / f"{image_id}_{label.model}_{label.label}.png"
         info = PngInfo()
         info.add_text("Description", f"{label.display_name} heatmap, {label.model} {label.version}, "
                                      f"p={label.probability:.3f} ({label.tier}); {display.mode} scale. "
@@ -152,57 +184,41 @@ def predict_paths(
     if cam_path:
         cam_path.mkdir(parents=True, exist_ok=True)
     display = cam_display or CamDisplay()
-    window = max(4 * engine.batch_size, 4 * workers, 8)  # images decoded ahead of inference
+    image_ids = [r.image_id for r in records]
+    cam_args = (cam_path, display, colormap, opacity, cam_all_labels, cam_max_side)
+    chunks = [list(range(i, min(i + engine.batch_size, total))) for i in range(0, total, engine.batch_size)]
+    in_flight = 2 * max(1, workers)  # chunks queued ahead: bounded memory, no idle worker
     done = 0
 
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode") as pool, \
-            ThreadPoolExecutor(1, thread_name_prefix="cam") as cam_pool:
-        pending: deque[tuple[int, Future]] = deque()
-        cam_jobs: deque[Future] = deque()
-        feed: Iterator[int] = iter(range(total))
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="predict") as pool:
+        pending: deque[Future] = deque()
+        feed = iter(chunks)
 
         def top_up() -> None:
-            while len(pending) < window:
-                k = next(feed, None)
-                if k is None:
+            while len(pending) < in_flight:
+                chunk = next(feed, None)
+                if chunk is None:
                     return
-                pending.append((k, pool.submit(_load, entries[k], engine, timer, cam_path is not None)))
+                pending.append(pool.submit(_process_chunk, chunk, entries, image_ids, engine, timer, cam_args))
 
         top_up()
         while pending:
             if cancel is not None and cancel():
                 out.cancelled = True
-                for _, future in pending:
+                for future in pending:
                     future.cancel()
                 break
-            batch: list[tuple[int, Prepared, np.ndarray | None]] = []
-            while pending and len(batch) < engine.batch_size:
-                k, future = pending.popleft()
-                try:
-                    prepared, gray = future.result()
-                except Exception as exc:  # StudyLoadError, ImageInputError, decoder errors: skip the file
-                    records[k].error = str(exc)
-                    out.problems.append((records[k].path, _reason(exc, records[k].path)))
-                    done += 1
+            for k, result, error, files in pending.popleft().result():
+                if error is not None:
+                    records[k].error = str(error)
+                    out.problems.append((records[k].path, _reason(error, records[k].path)))
                 else:
-                    batch.append((k, prepared, gray))
-                top_up()
-            if batch:
-                start = time.perf_counter()
-                results = engine.infer([p for _, p, _ in batch], with_cam=True)
-                timer.add("inference", time.perf_counter() - start)
-                for (k, _, gray), result in zip(batch, results):
                     records[k].result = result
-                    if cam_path is not None and gray is not None:
-                        cam_jobs.append(cam_pool.submit(_timed, timer, "cam", _write_cams, records[k], gray, cam_path,
-                                                        display, colormap, opacity, cam_all_labels, cam_max_side))
-                done += len(batch)
-                while len(cam_jobs) > window:  # keep the CAM writer from falling far behind
-                    out.cam_files.extend(cam_jobs.popleft().result())
+                    out.cam_files.extend(files)
+                done += 1
+            top_up()
             if progress is not None:
                 progress(done, total)
-        for job in cam_jobs:
-            out.cam_files.extend(job.result())
 
     out.images = [r for r in records if r.result is not None or r.error]
     out.studies = aggregate_studies((r.study_id, r.result) for r in out.images if r.result is not None)
