@@ -274,3 +274,14 @@ def test_kill_9_of_the_reading_window_process(tmp_path, fracatlas_dir) -> None:
         assert len(keys) == len(set(keys)), f"kill {kill}: duplicated read"
     assert len(coordinator.reads()) == len(reader.my_reads())
     db.close()
+
+
+def test_crossover_second_session_waits_for_the_washout(qtbot, tmp_path, fracatlas_dir) -> None:
+    db = open_database(tmp_path / "study.db")
+    make_study(db, tmp_path, fracatlas_dir, readers=1, n=4, mode="crossover", washout_days=14)
+    read_all(sign_in(db, "wrist-2026", "R1", PIN))  # the first session, through the data layer
+    window = ReadingWindow(sign_in(db, "wrist-2026", "R1", PIN))
+    qtbot.addWidget(window)
+    assert window.case is None and "washout" in window.phase_label.text()
+    assert not window.save_button.isEnabled()
+    db.close()

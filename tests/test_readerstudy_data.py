@@ -138,6 +138,10 @@ def test_crossover_randomises_arm_order_and_enforces_the_washout(db, tmp_path, f
     coordinator = make_study(db, tmp_path, fracatlas_dir, readers=6, n=10, mode="crossover", washout_days=28)
     orders = {tuple(r["arm_order"]) for r in coordinator.design()["readers"]}
     assert orders == {("unaided", "aided"), ("aided", "unaided")}
+    case_orders = [[code for _, code, _, _ in sign_in(db, "wrist-2026", f"R{i}", PIN).worklist()]
+                   for i in (1, 2)]
+    assert case_orders[0] != case_orders[1]  # each reader has their own randomised order
+    assert all(len(set(order)) == 10 for order in case_orders) and len(case_orders[0]) == 20
     now = [datetime.now(UTC)]
     reader = sign_in(db, "wrist-2026", "R1", PIN, clock=lambda: now[0])
     assert read_all(reader) == 10  # session 1 done, session 2 closed
