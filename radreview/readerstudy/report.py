@@ -147,6 +147,21 @@ def render_html(coordinator: Coordinator, stats: StudyStatistics) -> str:
     return "\n".join(parts)
 
 
+def table_figure(title: str, header: list[str], rows: list[list[str]]) -> Figure:
+    """One statistics table on an A4 landscape page."""
+    page = Figure(figsize=(11.69, 8.27))
+    axes = page.add_subplot(1, 1, 1)
+    axes.axis("off")
+    axes.set_title(title, fontsize=11, loc="left", wrap=True)
+    if rows:
+        table = axes.table(cellText=rows, colLabels=header, loc="upper center", cellLoc="center")
+        table.auto_set_font_size(False)
+        table.set_fontsize(8)
+        table.auto_set_column_width(list(range(len(header))))
+        table.scale(1.0, 1.4)
+    return page
+
+
 def write_pdf(coordinator: Coordinator, stats: StudyStatistics, path: Path) -> None:
     design = coordinator.design()
     with PdfPages(path) as pdf:
@@ -158,16 +173,7 @@ def write_pdf(coordinator: Coordinator, stats: StudyStatistics, path: Path) -> N
         pdf.savefig(page)
         pdf.savefig(roc_figure(stats))
         for title, header, rows in statistics_tables(stats):
-            table_page = Figure(figsize=(11.69, 8.27))  # A4 landscape
-            axes = table_page.add_subplot(1, 1, 1)
-            axes.axis("off")
-            axes.set_title(title, fontsize=11, loc="left")
-            if rows:
-                table = axes.table(cellText=rows, colLabels=header, loc="upper center", cellLoc="center")
-                table.auto_set_font_size(False)
-                table.set_fontsize(7)
-                table.scale(1.0, 1.3)
-            pdf.savefig(table_page)
+            pdf.savefig(table_figure(title, header, rows))
         metadata = pdf.infodict()
         metadata["Title"] = f"Reader study {design['name']}"
         metadata["Subject"] = RESEARCH_USE_NOTICE
