@@ -461,7 +461,7 @@ def test_drop_a_folder_opens_it(qtbot, window, multiview_dir) -> None:
     mime.setUrls([QUrl.fromLocalFile(str(multiview_dir))])
     from PySide6.QtGui import QDragEnterEvent
 
-    enter = QDragEnterEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(QPoint(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     window.dragEnterEvent(enter)
     assert enter.isAccepted()
     # Without a window system drag in progress Qt does not route a synthetic drop; deliver it

@@ -208,6 +208,8 @@ class MainWindow(QMainWindow):
                 menus["File"].addMenu(self.recent_menu)
             if spec.name in ("open_dicomdir", "export_png", "previous_study", "zoom_out", "next_pane", "flip_v"):
                 menus[spec.menu].addSeparator()
+        menus["Panels"].addSeparator()
+        menus["Panels"].addAction(self.browser_dock.toggleViewAction())
         menus["Window/Level"].addSeparator()
         for n, key in enumerate(PRESET_KEYS):
             action = QAction(self)
@@ -294,7 +296,8 @@ class MainWindow(QMainWindow):
         if not paths:
             return None
         for path in paths:
-            self.settings.add_recent(path.resolve() if path.exists() else path)
+            if path.exists():  # a typo on the command line is not a recent study
+                self.settings.add_recent(path.resolve())
         self.statusBar().showMessage(f"Opening {', '.join(p.name or str(p) for p in paths)}…")
         task = self.runner.start(
             lambda progress, cancel: index_paths(paths, progress, cancel),

@@ -179,8 +179,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    status = main()
-    sys.stdout.flush()
-    # Skip interpreter teardown: after long runs PySide6 6.12 has been seen to crash while
-    # garbage-collecting Qt wrappers at exit, which would hide the figures' exit status.
-    os._exit(status)
+    sys.exit(main())
