@@ -11,6 +11,7 @@ concurrent writers queue on the busy timeout instead of failing when a reader up
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ except ImportError:  # Windows
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session
 
+log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # Any constant works; it only has to be the same for every radreview process.
 _PG_MIGRATION_LOCK = 7_345_201
@@ -196,6 +198,8 @@ def upgrade(db: Database) -> None:
     from alembic import command
     from alembic.runtime.migration import MigrationContext
 
+    # Alembic's own INFO lines are noise on a coordinator's terminal.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger("alembic").level))
     head = head_revision()
     with db.engine.begin() as connection:
         if db.dialect == "postgresql":
@@ -203,4 +207,5 @@ def upgrade(db: Database) -> None:
         # Re-check under the lock: another process may have migrated meanwhile.
         if MigrationContext.configure(connection).get_current_revision() == head:
             return
+        log.info("%s: creating or upgrading the reader-study schema to %s", db, head)
         command.upgrade(_alembic_config(connection), "head")
