@@ -195,11 +195,11 @@ def upgrade(db: Database) -> None:
     """Run the Alembic migrations up to head, once, even with many processes opening at once."""
     if _recorded_revision(db) == HEAD_REVISION:
         return
+    # Alembic's own INFO lines are noise on a coordinator's terminal.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger("alembic").level))
     from alembic import command
     from alembic.runtime.migration import MigrationContext
 
-    # Alembic's own INFO lines are noise on a coordinator's terminal.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger("alembic").level))
     head = head_revision()
     with db.engine.begin() as connection:
         if db.dialect == "postgresql":
