@@ -137,6 +137,8 @@ def test_cli_reports_bad_input_clearly(tmp_path, capsys) -> None:
     assert main(["study", "status", "--db", str(missing)]) == 2
     assert "nowhere" in capsys.readouterr().err
     assert main(["study", "read", "--db", str(missing)]) == 2
+    assert main(["study", "export", "--db", str(tmp_path / "absent.db"), "--out", str(tmp_path)]) == 2
+    assert "no study database" in capsys.readouterr().err and not (tmp_path / "absent.db").exists()
     bad = tmp_path / "cases.csv"
     bad.write_text("case_id,images,truth\nA,a.png,1\n")
     assert main(["study", "create", "--db", str(tmp_path / "s.db"), "--name", "x", "--cases", str(bad),

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.study_action == "read":
         return _read(args)
     try:
-        db = open_database(args.db)
+        db = open_database(args.db, must_exist=args.study_action != "create")
     except DatabaseError as exc:
         print(f"radreview study: {exc}", file=sys.stderr)
         return 2

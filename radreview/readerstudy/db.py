@@ -130,13 +130,18 @@ class Database:
         return _redacted(self.url)
 
 
-def open_database(target: str | Path, *, upgrade_schema: bool = True) -> Database:
-    """Open (creating if needed) the study database at a path or URL and migrate it to head."""
+def open_database(target: str | Path, *, upgrade_schema: bool = True, must_exist: bool = False) -> Database:
+    """Open the study database at a path or URL and migrate it to head.
+
+    A new SQLite file is created unless ``must_exist`` (the tools that only read a study).
+    """
     url = database_url(target)
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         if not path.parent.is_dir():
             raise DatabaseError(f"{path}: the folder for the study database does not exist")
+        if must_exist and not path.is_file():
+            raise DatabaseError(f"{path}: no study database here (create one with 'radreview study create')")
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
         _configure_sqlite(engine)
     else:

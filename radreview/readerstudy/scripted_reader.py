@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="walk the worklist fetched once (fewer queries per save)")
     args = parser.parse_args(argv)
     answers = json.loads(args.answers.read_text()) if args.answers else None
-    db = open_database(args.db)
+    db = open_database(args.db, must_exist=True)
     try:
         reader = sign_in(db, args.study, args.reader, args.pin)
         if args.worklist:

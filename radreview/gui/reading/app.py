@@ -26,7 +26,7 @@ def open_reading_window(db_target: str, study: str | None = None, reader: str | 
     """Open the study, sign the reader in and show the reading window (None if cancelled or the
     study cannot be opened; the reason is shown in a message box)."""
     try:
-        db = open_database(db_target)
+        db = open_database(db_target, must_exist=True)
         name = study_name(db, study)
     except (DatabaseError, StudyDesignError) as exc:
         QMessageBox.critical(parent, "Reader study", str(exc))
@@ -46,7 +46,7 @@ def run_reading_app(db_target: str, study: str | None = None, reader: str | None
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("radreview reader study")
     try:
-        db = open_database(db_target)
+        db = open_database(db_target, must_exist=True)
         name = study_name(db, study)
     except (DatabaseError, StudyDesignError) as exc:
         # Started from a terminal: say it there (a message box would wait for a click).
