@@ -339,6 +339,15 @@ def test_export_view_as_png(qtbot, window, pydicom_data_file, tmp_path) -> None:
     picture = np.asarray(Image.open(out).convert("L"))
     assert picture.shape[0] > 100 and picture.shape[1] > 100
     assert picture.std() > 10  # an image, not a blank pane
+    # In a multi-pane layout the active pane's blue frame is not part of the export.
+    window.set_layout("1x2")
+    wait_idle(qtbot, window)
+    assert window.active_view().active
+    assert window.export_view_png(tmp_path / "pane.png")
+    rgb = np.asarray(Image.open(tmp_path / "pane.png").convert("RGB")).astype(int)
+    edge = rgb[0, :, :]
+    assert (edge[:, 2] - edge[:, 0]).max() < 40  # no blue border along the top
+    assert window.active_view().active  # and the highlight is back on screen
 
 
 def test_layouts_hang_the_views_of_a_study(qtbot, window, multiview_dir) -> None:

@@ -507,6 +507,7 @@ class ImageView(pg.GraphicsView):
 
     # ----- panes -------------------------------------------------------------------------------
     def set_active(self, active: bool) -> None:
+        self.active = active
         color = ACTIVE_BORDER if active else INACTIVE_BORDER
         self.setStyleSheet(f"ImageView {{ border: 2px solid {color}; }}")
 
@@ -515,5 +516,11 @@ class ImageView(pg.GraphicsView):
         super().mousePressEvent(event)
 
     def export_png(self, path: str) -> bool:
-        """Save the pane as shown (image, overlays, rulers, captions) as PNG."""
-        return self.grab().save(str(path), "PNG")
+        """Save the pane as shown (image, overlays, rulers, captions) as PNG, without the
+        highlight that marks the active pane."""
+        was_active = self.active
+        self.set_active(False)
+        try:
+            return self.grab().save(str(path), "PNG")
+        finally:
+            self.set_active(was_active)
