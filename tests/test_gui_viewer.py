@@ -634,3 +634,11 @@ def test_colour_image_shows_rgb_and_ignores_window_drag(qtbot, window, tmp_path)
     assert view.window == before
     np.testing.assert_array_equal(view.image_item.image, rgb)
     assert view.pixel_text(view.image_group.mapToScene(QPointF(70.5, 50.5))) == "x 70  y 50   RGB 70,0,200"
+
+
+def test_opening_the_same_folder_twice_adds_nothing(qtbot, window, multiview_dir) -> None:
+    open_and_wait(qtbot, window, [multiview_dir])
+    shown = window.current
+    open_and_wait(qtbot, window, [multiview_dir])
+    assert len(window.index.images()) == 4
+    assert window.current is shown and window.browser.current_entry() is shown

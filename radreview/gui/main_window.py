@@ -334,8 +334,11 @@ class MainWindow(QMainWindow):
         if index.problems:
             message += f"; {len(index.problems)} could not be opened (see Problems)"
         self.statusBar().showMessage(message, 10000)
-        if new_images and (self.current is None or self.current not in self.index.images()):
-            self.show_entry(new_images[0])
+        # Files opened twice are merged away: show the first image that is really in the index.
+        present = {id(e) for e in self.index.images()}
+        first = next((e for e in new_images if id(e) in present), None)
+        if first is not None and (self.current is None or id(self.current) not in present):
+            self.show_entry(first)
 
     def _on_index_failed(self, paths: list[Path], exc: BaseException, task: Task) -> None:
         self._index_finished(task)
