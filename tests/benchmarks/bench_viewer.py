@@ -69,7 +69,7 @@ def main() -> int:
     from radreview.gui.app import application
     from radreview.gui.main_window import MainWindow
     from radreview.gui.settings import CONFIG_DIR_ENV, ViewerSettings
-    from radreview.studies import decode_image, index_paths, render_display
+    from radreview.studies import decode_image, render_display
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_viewer_"))
     os.environ[CONFIG_DIR_ENV] = str(tmp / "config")
