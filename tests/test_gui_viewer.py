@@ -642,3 +642,21 @@ def test_opening_the_same_folder_twice_adds_nothing(qtbot, window, multiview_dir
     open_and_wait(qtbot, window, [multiview_dir])
     assert len(window.index.images()) == 4
     assert window.current is shown and window.browser.current_entry() is shown
+
+
+def test_thumbnails_are_made_for_rows_in_view_only(qtbot, window) -> None:
+    from radreview.studies import demo_dir
+
+    window.resize(1000, 420)  # a short browser: only some rows are visible
+    open_and_wait(qtbot, window, [demo_dir()])
+    browser = window.browser
+    browser.scrollToTop()
+    qtbot.waitUntil(lambda: not window.is_busy() and bool(browser._has_thumbnail), timeout=20000)
+    total = len(window.index.images())
+    first_batch = set(browser._has_thumbnail)
+    assert 0 < len(first_batch) < total
+    browser.verticalScrollBar().setValue(browser.verticalScrollBar().maximum())
+    qtbot.waitUntil(lambda: len(browser._has_thumbnail) > len(first_batch), timeout=20000)
+    qtbot.waitUntil(lambda: not window.is_busy(), timeout=20000)
+    last = window.index.images()[-1]
+    assert (str(last.path), last.sop_instance_uid) in browser._has_thumbnail
