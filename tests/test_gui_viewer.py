@@ -660,3 +660,15 @@ def test_thumbnails_are_made_for_rows_in_view_only(qtbot, window) -> None:
     qtbot.waitUntil(lambda: not window.is_busy(), timeout=20000)
     last = window.index.images()[-1]
     assert (str(last.path), last.sop_instance_uid) in browser._has_thumbnail
+
+
+def test_tool_bar_buttons_are_the_menu_actions(qtbot, window, pydicom_data_file) -> None:
+    from radreview.gui.actions import TOOLBAR
+
+    on_bar = window.toolbar.actions()
+    for name in filter(None, TOOLBAR):
+        assert window.actions_by_name[name] in on_bar
+    open_and_wait(qtbot, window, [pydicom_data_file("RG3_UNCR.dcm")])
+    window.toolbar.widgetForAction(window.actions_by_name["rotate_cw"]).click()
+    assert window.active_view().rotation == 90
+    assert "]" in window.actions_by_name["rotate_cw"].toolTip()

@@ -71,6 +71,12 @@ MOUSE_AND_KEYS_HELP: tuple[tuple[str, str], ...] = (
 
 PRESET_KEYS = tuple(str(n) for n in range(1, 10))
 
+# The tool bar: the actions a reader reaches for most ("" = separator).
+TOOLBAR = (
+    "open_folder", "", "previous_image", "next_image", "", "layout_1x1", "layout_1x2", "layout_2x2", "",
+    "fit", "actual_size", "rotate_ccw", "rotate_cw", "flip_h", "flip_v", "invert", "", "measure", "reset",
+)
+
 
 def action_spec(name: str) -> ActionSpec:
     for spec in ACTIONS:

@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from radreview import RESEARCH_USE_NOTICE, __version__
-from radreview.gui.actions import ACTIONS, MENUS, PRESET_KEYS
+from radreview.gui.actions import ACTIONS, MENUS, PRESET_KEYS, TOOLBAR
 from radreview.gui.image_cache import DecodedCache
 from radreview.gui.image_view import ZOOM_STEP, ImageView
 from radreview.gui.layouts import LAYOUT_SHAPES, ViewerGrid
@@ -228,6 +228,23 @@ class MainWindow(QMainWindow):
         menus["File"].insertAction(file_actions[-1] if file_actions else None, reader_study)
         self.actions_by_name["reader_study"] = reader_study
         self.menus = menus
+        toolbar = self.addToolBar("Tools")
+        toolbar.setObjectName("tools_toolbar")
+        toolbar.setMovable(False)
+        short_names = {"open_folder": "Open", "previous_image": "◀ Prev", "next_image": "Next ▶", "layout_1x1": "1×1",
+                       "layout_1x2": "1×2", "layout_2x2": "2×2", "fit": "Fit", "actual_size": "1:1",
+                       "rotate_ccw": "⟲", "rotate_cw": "⟳", "flip_h": "Flip H", "flip_v": "Flip V",
+                       "invert": "Invert", "measure": "Measure", "reset": "Reset"}
+        for name in TOOLBAR:
+            if not name:
+                toolbar.addSeparator()
+                continue
+            action = self.actions_by_name[name]
+            action.setIconText(short_names.get(name, action.iconText()))  # tool bar text; menus keep text()
+            keys = ", ".join(s.toString() for s in action.shortcuts())
+            action.setToolTip(f"{action.text().replace('&', '').rstrip('…')} ({keys})" if keys else action.text())
+            toolbar.addAction(action)
+        self.toolbar = toolbar
 
     def open_reader_study(self, path: str | None = None) -> None:
         """Ask for a study database (SQLite file) and open the reading window over it."""
