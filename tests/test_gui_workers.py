@@ -41,6 +41,8 @@ def test_result_and_progress_arrive_on_the_gui_thread(qtbot) -> None:
     assert seen["thread"] is gui_thread
     qtbot.waitUntil(lambda: len(seen["progress"]) == 20, timeout=2000)
     assert seen["progress"][-1] == (20, 20)
+    # The runner lets go of the finished task (on the GUI thread, after the worker left run()).
+    qtbot.waitUntil(lambda: not runner._tasks, timeout=2000)
     runner.shutdown()
 
 

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +110,8 @@ class TaskRunner(QObject):
             signals.failed.connect(unless_cancelled(on_error))
         else:
             signals.failed.connect(lambda exc, n=task.name: log.error("%s failed: %s", n, exc))
-        signals.done.connect(lambda _r, t=task: self._tasks.discard(t))
-        signals.failed.connect(lambda _e, t=task: self._tasks.discard(t))
+        signals.done.connect(lambda _r, t=task: self._release(t))
+        signals.failed.connect(lambda _e, t=task: self._release(t))
         if self._shut_down:  # e.g. a timer that fired after the window closed: run nothing
             task.cancel()
             return task
@@ -119,6 +119,16 @@ class TaskRunner(QObject):
         self.pool.start(task, priority)
         self._forget_finished()
         return task
+
+    def _release(self, task: Task) -> None:
+        """Drop the runner's reference once the worker has left ``run()``, so that the task and
+        its signals object are freed on the GUI thread, not in the worker (Qt objects must not
+        be deleted from another thread)."""
+        delay_ms = 20
+        if task.finished.is_set():
+            QTimer.singleShot(delay_ms, lambda: self._tasks.discard(task))
+        else:
+            QTimer.singleShot(delay_ms, lambda: self._release(task))
 
     def _forget_finished(self) -> None:
         # Cancelled tasks emit nothing, so they are dropped here once their thread is done.
