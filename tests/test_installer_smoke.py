@@ -111,8 +111,7 @@ def test_radreview_smoke_test_with_the_shipped_models(tmp_path: Path) -> None:
     completed, result = _run(["-c", "import sys; from radreview.cli import main; sys.exit(main())",
                               "--smoke-test"], tmp_path)
     assert completed.returncode == 0, json.dumps(result["checks"], indent=1)[:4000]
-    names = {f"{m}" for m in result["predictions"]}
-    assert len(names) == len(SHIPPED_MODELS)
+    assert len(result["predictions"]) == len(SHIPPED_MODELS)  # every shipped model ran
     assert _checks(result)["models"]["detail"]["provider"] == "cpu"
 
 
