@@ -205,3 +205,21 @@ def test_bad_inputs_are_named(tmp_path, caplog) -> None:
     _, meta = load_model(result.checkpoint)
     assert any("broken.jpg" in p for p in meta["training_data"]["unreadable"])
     assert "broken.jpg" in caplog.text
+
+
+def test_multiclass_region_tree_trains_with_softmax(tmp_path) -> None:
+    """One folder per region: a softmax task whose probabilities sum to one per image."""
+    with open(FRACATLAS_DIR / "dataset.csv", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["fractured"] == "0" and r["mixed"] == "0"]
+    for region in ("hand", "leg", "hip"):
+        (tmp_path / "data" / region).mkdir(parents=True)
+        for row in [r for r in rows if r[region] == "1"][:8]:
+            (tmp_path / "data" / region / row["image_id"]).symlink_to(FRACATLAS_DIR / "images" / "Non_fractured" / row["image_id"])
+    result = train_classifier(_tiny(tmp_path / "data", tmp_path / "run", task="region", max_images=None, trainable_stages=1))
+    card = export_checkpoint(result.checkpoint, tmp_path / "region.onnx")
+    assert [(l.name, l.activation) for l in card.labels] == [("hand", "softmax"), ("hip", "softmax"), ("leg", "softmax")]
+    metrics = evaluate_model(tmp_path / "region.onnx", tmp_path / "data", tmp_path / "eval", "all", cam_examples=0, task="region")
+    assert set(metrics["labels"]) == {"hand", "hip", "leg"} and metrics["macro_auc_by_task"]["region"] == pytest.approx(metrics["macro_auc"])
+    with open(tmp_path / "eval" / "predictions.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            assert sum(float(row[name]) for name in ("hand", "hip", "leg")) == pytest.approx(1.0, abs=1e-4)

@@ -107,7 +107,17 @@ def _device(choice: str) -> torch.device:
 def hardware_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"GPU {torch.cuda.get_device_name(device)}"
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+    return f"CPU {_cpu_name()}, {torch.get_num_threads()} torch threads"
+
+
+def _cpu_name() -> str:
+    try:  # Linux names the model here; platform.processor() is often empty there
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _loss_fn(labels: tuple[LabelSpec, ...], targets: np.ndarray, balance: str, device: torch.device):
@@ -353,7 +363,9 @@ def train_classifier(config: TrainConfig, progress: Progress = None, is_cancelle
 
     assert best is not None
     model.load_state_dict(best[2])
-    val_logits = predict_logits(model, val_inputs, mean, std, device, start_stage)
+    # Thresholds for the card come from the model as exported: full precision from the pixels,
+    # not from the float16 cache the epochs were validated on.
+    val_logits = predict_logits(model, torch.from_numpy(pixels["val"]), mean, std, device)
     val_probs = label_probabilities(val_logits, dataset.labels)
     operating_points = choose_operating_points(targets["val"], val_probs, dataset.labels)
     duration = time.time() - started
@@ -365,7 +377,7 @@ def train_classifier(config: TrainConfig, progress: Progress = None, is_cancelle
         "task_kind": dataset.task_kind,
         "input": {"height": size, "width": size, "mean": list(mean), "std": list(std)},
         "operating_points": operating_points,
-        "validation_split": {"auc": best[3], "n": len(kept["val"]), "positives": targets["val"].sum(0).tolist()},
+        "validation_split": {"auc": per_label_auc(targets["val"], val_probs, dataset.labels), "n": len(kept["val"]), "positives": targets["val"].sum(0).tolist()},
         "training_data": {
             "source": dataset.source,
             "licence": dataset.licence,
