@@ -88,3 +88,27 @@ def test_nothing_runs_after_shutdown(qtbot) -> None:
     task = runner.start(lambda _p, _c: ran.set())
     qtbot.wait(50)
     assert task.is_cancelled() and not ran.is_set()
+
+
+def test_finished_tasks_are_freed(qtbot) -> None:
+    """A viewer runs thousands of tasks: none may stay alive once delivered."""
+    import gc
+
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    from radreview.gui.workers import Task
+
+    def live_tasks() -> int:
+        gc.collect()
+        return sum(isinstance(o, Task) for o in gc.get_objects())
+
+    runner = TaskRunner()
+    before = live_tasks()
+    results: list[int] = []
+    for n in range(50):
+        runner.start(lambda _p, _c, n=n: n, on_done=results.append)
+    qtbot.waitUntil(lambda: len(results) == 50 and not runner._tasks, timeout=5000)
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert sorted(results) == list(range(50))
+    assert live_tasks() <= before  # (earlier tests may have left some to free, never more)
+    runner.shutdown()

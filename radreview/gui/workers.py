@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +32,21 @@ class _TaskSignals(QObject):
     failed = Signal(object)
 
 
-class Task(QRunnable):
-    """One call of a function in the pool. Cancelling silences its callbacks."""
+class Task:
+    """One call of a function in the pool. Cancelling silences its callbacks.
+
+    Not a QRunnable subclass: the pool is given the bound ``run`` (Qt wraps it in a runnable it
+    deletes itself), because PySide keeps every Python QRunnable that a pool ever started
+    alive, and a viewer starts thousands.
+    """
 
     def __init__(self, function: TaskFunction, name: str = "") -> None:
-        super().__init__()
-        self.setAutoDelete(False)  # the runner owns it until its result is delivered
         self.function = function
         self.name = name or getattr(function, "__name__", "task")
         self.signals = _TaskSignals()
         self._cancelled = threading.Event()
         self.finished = threading.Event()
+        self.dropped = False  # the runner has let go of it (GUI thread only)
 
     def cancel(self) -> None:
         self._cancelled.set()
@@ -116,7 +120,7 @@ class TaskRunner(QObject):
             task.cancel()
             return task
         self._tasks.add(task)
-        self.pool.start(task, priority)
+        self.pool.start(task.run, priority)
         self._forget_finished()
         return task
 
@@ -126,13 +130,25 @@ class TaskRunner(QObject):
         be deleted from another thread)."""
         delay_ms = 20
         if task.finished.is_set():
-            QTimer.singleShot(delay_ms, lambda: self._tasks.discard(task))
+            QTimer.singleShot(delay_ms, lambda: self._drop(task))
         else:
             QTimer.singleShot(delay_ms, lambda: self._release(task))
 
+    def _drop(self, task: Task) -> None:
+        self._tasks.discard(task)
+        if task.dropped:  # e.g. shutdown() got there before the delayed release
+            return
+        task.dropped = True
+        # The callbacks connected to the task's signals refer back to the task: a cycle that
+        # passes through Qt, invisible to Python's garbage collector. Deleting the signals
+        # object cuts the connections, so the task and its callbacks can be freed.
+        task.signals.deleteLater()
+
     def _forget_finished(self) -> None:
         # Cancelled tasks emit nothing, so they are dropped here once their thread is done.
-        self._tasks = {t for t in self._tasks if not (t.finished.is_set() and t.is_cancelled())}
+        done = {t for t in self._tasks if t.finished.is_set() and t.is_cancelled()}
+        for task in done:
+            self._drop(task)
 
     def cancel_all(self) -> None:
         for task in list(self._tasks):
@@ -148,5 +164,6 @@ class TaskRunner(QObject):
         self.cancel_all()
         self.pool.clear()
         finished = self.pool.waitForDone(timeout_ms)
-        self._tasks.clear()
+        for task in list(self._tasks):
+            self._drop(task)
         return finished
