@@ -34,8 +34,12 @@ def _installer_module(name: str):
         sys.path.remove(str(INSTALLER))
 
 
+def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == name]
+
+
 def _call(tree: ast.AST, name: str) -> ast.Call:
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == name]
+    calls = _calls(tree, name)
     assert len(calls) == 1, f"expected one {name}(...) in the spec"
     return calls[0]
 
@@ -64,7 +68,10 @@ def test_spec_excludes_torch_and_the_training_code(spec_tree: ast.Module, bundle
 def test_spec_entry_point_and_one_folder_layout(spec_tree: ast.Module) -> None:
     analysis = _call(spec_tree, "Analysis")
     assert "entry.py" in ast.unparse(analysis.args[0])
-    exe = _call(spec_tree, "EXE")
+    exe, cli = _calls(spec_tree, "EXE")
+    assert ast.unparse(_keyword(exe, "name")) == "bundle.APP_NAME"
+    assert ast.unparse(_keyword(exe, "console")) == "not (IS_WINDOWS or IS_MACOS)"  # windowed GUI
+    assert ast.unparse(_keyword(cli, "console")) == "True"  # Windows' console twin for batch commands
     assert ast.unparse(_keyword(exe, "exclude_binaries")) == "True"  # one folder, not one file
     assert ast.unparse(_keyword(exe, "upx")) == "False"
     assert "ICON" in ast.unparse(_keyword(exe, "icon"))
