@@ -201,6 +201,8 @@ def test_colour_map_threshold_and_scale(qtbot, window, images):
     panel.scale_combo.setCurrentText("absolute")
     panel.gate_combo.setCurrentText("likely")
     assert "p 0.70" in panel.color_bar.low.text()
+    panel.span_spin.setValue(10.0)  # logit(0.7) = +0.8, so the bar ends at +10.8
+    assert panel.settings.cam_span == 10.0 and panel.color_bar.high.text() == "logit +10.8"
 
 
 def test_a_bad_model_is_listed_and_the_others_still_run(qtbot, tmp_path, model_dir, images):

@@ -66,3 +66,22 @@ def test_shipped_models_in_the_viewer_engine_give_maps_registered_with_the_image
         heat = cam_to_image(label.cam, label.geometry)
         assert heat.shape == display.shape[:2]
         assert float(label.cam.mean()) == pytest.approx(label.logit, abs=1e-3)  # exact CAM in the graph
+
+
+def test_shipped_fracture_map_is_dark_on_a_normal_image_and_lit_on_a_fracture(fracatlas_dir):
+    """Absolute scale gated at the 'likely' point: no heat without evidence, heat with it."""
+    from radreview.inference.cam import CamDisplay, gate_probability
+    from radreview.studies import decode_image, index_paths, render_display
+
+    engine = Engine(discover([SHIPPED]).models, provider="cpu")
+
+    def fracture(path: Path):
+        entry = index_paths([path]).images()[0]
+        label = engine.predict(render_display(decode_image(entry))).get("fractured")
+        gate = gate_probability(label, "likely")
+        return label, CamDisplay(gate=gate).intensity(label.cam, label.probability)
+
+    normal, normal_heat = fracture(fracatlas_dir / "images" / "Non_fractured" / "IMG0000519.jpg")
+    assert normal.probability < normal.likely and normal_heat.max() == 0.0
+    broken, broken_heat = fracture(DEMO / "DEMO_HAND" / "IMG0000019.dcm")
+    assert broken.probability >= broken.likely and broken_heat.max() > 0.5

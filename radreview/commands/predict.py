@@ -16,11 +16,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or DICOMDIRs")
     parser.add_argument("--out", required=True, help="results file: .csv (one row per image/study and label) or .json")
     parser.add_argument("--cam-dir", help="write heatmap overlays (PNG) here, one per image and label at or above "
-                                          "its 'possible' operating point")
+                                          "its --cam-gate operating point")
+    parser.add_argument("--cam-gate", default="likely", choices=("likely", "possible", "0.5"),
+                        help="operating point that gates the heatmaps (default likely: high specificity)")
     parser.add_argument("--cam-all", action="store_true", help="with --cam-dir: write every label's overlay")
     parser.add_argument("--colormap", default="jet", choices=COLOR_MAPS, help="heatmap colour map (default jet)")
     parser.add_argument("--cam-scale", default="absolute", choices=("absolute", "minmax"),
                         help="absolute logit scale shared by all images (default) or per-image min-max")
+    parser.add_argument("--cam-span", type=float, default=24.0,
+                        help="absolute scale: local logits above the gate that the colour map covers (default 24)")
     parser.add_argument("--models", action="append", metavar="DIR",
                         help="models folder or .onnx file (repeatable; replaces the default folders)")
     parser.add_argument("--provider", default="auto", choices=PROVIDER_CHOICES, help="execution provider (default auto)")
@@ -74,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = predict_paths(
             args.paths, engine, progress=progress, cam_dir=args.cam_dir,
-            cam_display=CamDisplay(mode=args.cam_scale), colormap=args.colormap,
-            cam_all_labels=args.cam_all, workers=workers,
+            cam_display=CamDisplay(mode=args.cam_scale, span_logits=args.cam_span), colormap=args.colormap,
+            cam_all_labels=args.cam_all, workers=workers, cam_gate=args.cam_gate,
         )
     finally:
         bar.close()

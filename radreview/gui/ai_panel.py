@@ -38,10 +38,10 @@ from PySide6.QtWidgets import (
 
 from radreview import RESEARCH_USE_NOTICE
 from radreview.gui.ai_settings import CAM_METHODS, GATES, AiSettings, load_ai_settings, save_ai_settings
-from radreview.gui.heatmap_overlay import ColorBar, HeatmapOverlay, gate_probability, heatmap_intensity
+from radreview.gui.heatmap_overlay import ColorBar, HeatmapOverlay, heatmap_intensity
 from radreview.gui.inference_worker import AiController, EngineState, image_key
 from radreview.inference.aggregate import aggregate_studies
-from radreview.inference.cam import COLOR_MAPS, CamDisplay
+from radreview.inference.cam import COLOR_MAPS, CamDisplay, gate_probability
 from radreview.inference.engine import REGION_TASK, ImageResult, LabelResult
 from radreview.inference.sessions import PROVIDER_CHOICES, available_providers
 
@@ -133,6 +133,14 @@ class AiPanel(QWidget):
         self.scale_combo.setToolTip("absolute: one logit scale for every image (honest); "
                                     "minmax: stretched per image (always shows a hot spot)")
         self.scale_combo.currentTextChanged.connect(lambda s: self._change("cam_scale", s))
+        self.span_spin = QDoubleSpinBox(self)
+        self.span_spin.setRange(0.5, 200.0)
+        self.span_spin.setSingleStep(2.0)
+        self.span_spin.setSuffix(" logits")
+        self.span_spin.setValue(self.settings.cam_span)
+        self.span_spin.setToolTip("Absolute scale: local logits from the threshold to threshold + span fill the "
+                                  "colour bar, the same for every image")
+        self.span_spin.valueChanged.connect(lambda v: self._change("cam_span", float(v)))
         self.color_bar = ColorBar(self)
 
         self.run_button = QPushButton("Run", self)
@@ -147,6 +155,7 @@ class AiPanel(QWidget):
         controls.addRow("Colour map", self.colormap_combo)
         controls.addRow("Threshold", self.gate_combo)
         controls.addRow("Scale", self.scale_combo)
+        controls.addRow("Span", self.span_spin)
         controls.addRow(self.color_bar)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
@@ -310,7 +319,8 @@ class AiPanel(QWidget):
             self.heatmap_label.setText("")
             return
         try:
-            intensity = heatmap_intensity(label, self.settings.cam_scale, self.settings.gate)
+            intensity = heatmap_intensity(label, self.settings.cam_scale, self.settings.gate,
+                                          span=self.settings.cam_span)
         except ValueError as exc:
             self.overlay.clear()
             self._show_error(str(exc))
@@ -326,7 +336,8 @@ class AiPanel(QWidget):
             self.color_bar.set_colormap(self.settings.colormap, "relative (per image)", "image max")
             return
         gate = gate_probability(label, self.settings.gate) if label else 0.5
-        low, high = CamDisplay(mode=self.settings.cam_scale, gate=gate).scale_labels()  # type: ignore[arg-type]
+        low, high = CamDisplay(mode=self.settings.cam_scale, gate=gate,  # type: ignore[arg-type]
+                               span_logits=self.settings.cam_span).scale_labels()
         self.color_bar.set_colormap(self.settings.colormap, low, high)
 
     def set_heatmap_visible(self, on: bool) -> None:

@@ -19,7 +19,7 @@ from radreview.inference.sessions import PROVIDER_CHOICES
 
 log = logging.getLogger(__name__)
 AI_SETTINGS_FILE = "ai_settings.json"
-GATES = ("possible", "likely", "0.5")
+GATES = ("likely", "possible", "0.5")
 BACKENDS = ("onnx", "torch")
 # the torch back end's methods (radreview.training.torch_cam.CAM_METHODS; not imported here: torch)
 CAM_METHODS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM", "eigencam": "Eigen-CAM"}
@@ -34,7 +34,8 @@ class AiSettings:
     auto_run: bool = True
     show_heatmap: bool = True
     cam_scale: str = "absolute"  # or "minmax" (per image, misleading on normal studies)
-    gate: str = "possible"  # the operating point that gates the heatmap
+    cam_span: float = 24.0  # logits above the gate that the colour bar covers (absolute scale)
+    gate: str = "likely"  # the operating point that gates the heatmap (high specificity by default)
     backend: str = "onnx"  # or "torch": a .pt checkpoint with a Grad-CAM method ([train] extra)
     checkpoint: str = ""
     cam_method: str = "gradcam"
@@ -62,6 +63,7 @@ def _valid(settings: AiSettings) -> AiSettings:
     if settings.cam_method not in CAM_METHODS:
         settings.cam_method = defaults.cam_method
     settings.opacity = min(1.0, max(0.0, float(settings.opacity)))
+    settings.cam_span = min(200.0, max(0.5, float(settings.cam_span)))
     return settings
 
 

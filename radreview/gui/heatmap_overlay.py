@@ -16,24 +16,15 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from radreview.inference.cam import CamDisplay, colormap_lut, rgba_lut
+from radreview.inference.cam import DEFAULT_SPAN_LOGITS, CamDisplay, colormap_lut, gate_probability, rgba_lut
 from radreview.inference.engine import LabelResult
 from radreview.inference.preprocess import cam_to_image, display_shape
 
 MAX_OVERLAY_SIDE = 512  # the CAM is coarse (1/32 of the input); more pixels only cost time
 
 
-def gate_probability(label: LabelResult, gate: str) -> float:
-    """The probability that gates the map: the label's "possible" or "likely" point, or 0.5."""
-    if gate == "likely" and label.likely is not None:
-        return label.likely
-    if gate == "possible" and label.possible is not None:
-        return label.possible
-    return 0.5
-
-
-def heatmap_intensity(label: LabelResult, scale: str = "absolute", gate: str = "possible",
-                      max_side: int = MAX_OVERLAY_SIDE) -> np.ndarray:
+def heatmap_intensity(label: LabelResult, scale: str = "absolute", gate: str = "likely",
+                      max_side: int = MAX_OVERLAY_SIDE, span: float = DEFAULT_SPAN_LOGITS) -> np.ndarray:
     """float32 0..1 [rows', cols'] over the whole image (same aspect, at most ``max_side``)."""
     if label.cam is None or label.geometry is None:
         raise ValueError(f"{label.display_name}: the model gave no activation map")
@@ -42,7 +33,7 @@ def heatmap_intensity(label: LabelResult, scale: str = "absolute", gate: str = "
     threshold = gate_probability(label, gate)
     if label.cam_units == "relative":  # Grad-CAM family: already 0..1 per image, only gate it
         return np.clip(local, 0.0, 1.0) if label.probability >= threshold else np.zeros_like(local)
-    display = CamDisplay(mode=scale, gate=threshold)  # type: ignore[arg-type]
+    display = CamDisplay(mode=scale, gate=threshold, span_logits=span)  # type: ignore[arg-type]
     return display.intensity(local, label.probability)
 
 

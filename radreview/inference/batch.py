@@ -22,7 +22,7 @@ import numpy as np
 
 from radreview import RESEARCH_USE_NOTICE
 from radreview.inference.aggregate import StudyLabelResult, aggregate_studies
-from radreview.inference.cam import CamDisplay, blend
+from radreview.inference.cam import CamDisplay, blend, gate_probability
 from radreview.inference.engine import Engine, ImageResult, Prepared
 from radreview.inference.preprocess import cam_to_image, display_shape, to_display_gray
 
@@ -117,7 +117,7 @@ def _process_chunk(chunk: list[int], entries, image_ids: list[str], engine: Engi
 
 
 def _write_cams(image_id: str, result: ImageResult, gray: np.ndarray, cam_dir: Path, display: CamDisplay,
-                colormap: str, opacity: float, all_labels: bool, max_side: int) -> list[Path]:
+                colormap: str, opacity: float, all_labels: bool, max_side: int, gate: str) -> list[Path]:
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
@@ -127,10 +127,10 @@ def _write_cams(image_id: str, result: ImageResult, gray: np.ndarray, cam_dir: P
     for label in result.labels:
         if label.cam is None or label.geometry is None:
             continue
-        gate = label.possible if label.possible is not None else 0.5
-        if not all_labels and label.probability < gate:
+        threshold = gate_probability(label, gate)
+        if not all_labels and label.probability < threshold:
             continue  # an honest overlay of a below-threshold label is empty: skip the file
-        heat = display.intensity(cam_to_image(label.cam, label.geometry, shape), label.probability, label.possible)
+        heat = display.intensity(cam_to_image(label.cam, label.geometry, shape), label.probability, threshold)
         path = cam_dir / f"{image_id}_{label.model}_{label.label}.png"
         info = PngInfo()
         info.add_text("Description", f"{label.display_name} heatmap, {label.model} {label.version}, "
@@ -154,6 +154,7 @@ def predict_paths(
     cam_all_labels: bool = False,
     cam_max_side: int = 1024,
     workers: int = 2,
+    cam_gate: str = "likely",
 ) -> BatchResult:
     """Index ``paths``, run the chain on every image, aggregate per study.
 
@@ -185,7 +186,7 @@ def predict_paths(
         cam_path.mkdir(parents=True, exist_ok=True)
     display = cam_display or CamDisplay()
     image_ids = [r.image_id for r in records]
-    cam_args = (cam_path, display, colormap, opacity, cam_all_labels, cam_max_side)
+    cam_args = (cam_path, display, colormap, opacity, cam_all_labels, cam_max_side, cam_gate)
     chunks = [list(range(i, min(i + engine.batch_size, total))) for i in range(0, total, engine.batch_size)]
     in_flight = 2 * max(1, workers)  # chunks queued ahead: bounded memory, no idle worker
     done = 0

@@ -18,7 +18,20 @@ from typing import Literal
 import numpy as np
 
 COLOR_MAPS = ("jet", "inferno", "turbo", "viridis", "hot")
-DEFAULT_SPAN_LOGITS = 6.0  # local logits from the gate to gate + span cover the colour bar
+DEFAULT_SPAN_LOGITS = 24.0  # local logits from the gate to gate + span cover the colour bar (see README note)
+
+
+GATES = ("likely", "possible", "0.5")
+
+
+def gate_probability(label, gate: str = "likely") -> float:
+    """The probability that gates a label's map: its "likely" (high-specificity, the default:
+    a normal study stays dark) or "possible" (high-sensitivity) operating point, or 0.5."""
+    if gate == "likely" and getattr(label, "likely", None) is not None:
+        return label.likely
+    if gate == "possible" and getattr(label, "possible", None) is not None:
+        return label.possible
+    return 0.5
 
 
 def logit(probability: float) -> float:

@@ -98,8 +98,13 @@ class LoadedModel:
         return probs
 
 
-def _region_threshold(label: LabelCard) -> float:
-    return label.operating_points.possible if label.operating_points else 0.5
+def region_threshold(label: LabelCard) -> float:
+    """A region counts as shown at its Youden point (balanced), else 0.5. The "possible" point of
+    a near-perfect region model is so low (e.g. 0.004) that every region would count."""
+    ops = label.operating_points
+    if ops is not None and ops.youden is not None:
+        return ops.youden
+    return 0.5
 
 
 def applies(label: LabelCard, regions: tuple[str, ...] | None) -> bool:
@@ -169,7 +174,7 @@ class Engine:
             probs = self._run_model(model, items, range(len(items)), results, None, with_cam, cancel)
             region_labels = model.card.labels_of(REGION_TASK)
             for i in range(len(items)):
-                found = [lab.name for lab in region_labels if probs[i][lab.index] >= _region_threshold(lab)]
+                found = [lab.name for lab in region_labels if probs[i][lab.index] >= region_threshold(lab)]
                 if not found:  # the chain needs a region: take the most probable one
                     found = [max(region_labels, key=lambda lab: probs[i][lab.index]).name]
                 regions[i] = tuple(dict.fromkeys((*(regions[i] or ()), *found)))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from radreview.inference.engine import REGION_TASK, ImageResult, LabelResult, applies
+from radreview.inference.engine import REGION_TASK, ImageResult, LabelResult, applies, region_threshold
 from radreview.inference.preprocess import prepare
 from radreview.inference.sessions import SessionInfo
 from radreview.training.checkpoint import load_model
@@ -120,6 +120,5 @@ class TorchCamEngine:
         region_labels = self.card.labels_of(REGION_TASK)
         if not region_labels:
             return None
-        found = [lab.name for lab in region_labels
-                 if probs[lab.index] >= (lab.operating_points.possible if lab.operating_points else 0.5)]
+        found = [lab.name for lab in region_labels if probs[lab.index] >= region_threshold(lab)]
         return tuple(found) or (max(region_labels, key=lambda lab: probs[lab.index]).name,)
