@@ -313,9 +313,15 @@ def check_window(ctx: SmokeContext) -> dict[str, Any]:
     from PIL import Image
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    scratch = Path(tempfile.mkdtemp(prefix="radreview-smoke-"))
+    # Fresh default settings: the user's saved layout cannot change the outcome, and the
+    # smoke test never edits their recent-files list.
+    from radreview.gui.settings import CONFIG_DIR_ENV
+
+    os.environ[CONFIG_DIR_ENV] = str(scratch / "config")
     from radreview.gui.app import run_viewer
 
-    screenshot = ctx.screenshot or Path(tempfile.mkdtemp(prefix="radreview-smoke-")) / "window.png"
+    screenshot = ctx.screenshot or scratch / "window.png"
     screenshot.unlink(missing_ok=True)
     status = run_viewer([ctx.demo_dir], screenshot=screenshot, geometry=(1280, 800))
     if status != 0:
