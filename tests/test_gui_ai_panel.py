@@ -85,6 +85,12 @@ def rows(panel: AiPanel) -> list[tuple[str, str, str, str]]:
     return [tuple(table.item(r, c).text() for c in range(4)) for r in range(table.rowCount())]
 
 
+def test_probability_text_never_rounds_to_certainty():
+    from radreview.gui.ai_panel import format_probability
+
+    assert [format_probability(p) for p in (0.99998, 0.995, 0.5, 0.004)] == ["> 0.99", "> 0.99", "0.50", "< 0.01"]
+
+
 def test_results_appear_without_a_click(qtbot, window, images):
     panel = show(qtbot, window, images[0])
     table = rows(panel)
@@ -92,7 +98,7 @@ def test_results_appear_without_a_click(qtbot, window, images):
     assert {"Hand", "Leg", "Hip", "Shoulder"} <= names  # the region link of the chain
     assert names & {"Fractured", "Hardware"}
     for name, probability, tier, model in table:
-        assert 0.0 <= float(probability) <= 1.0
+        assert probability in ("> 0.99", "< 0.01") or 0.01 <= float(probability) <= 0.99
         assert tier in ("likely", "possible", "below")
         assert model in ("region 1.0", "findings 1.0")
     assert "Provider: cpu" in panel.status.text()

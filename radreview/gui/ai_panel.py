@@ -50,6 +50,15 @@ TIER_COLOURS = {"likely": "#d9534f", "possible": "#f0ad4e", "below": "#5cb85c", 
 OPACITY_STEP = 0.1
 
 
+def format_probability(p: float) -> str:
+    """Two decimals, without rounding a near-certainty to a certainty ("> 0.99", "< 0.01")."""
+    if p > 0.99:
+        return "> 0.99"
+    if p < 0.01:
+        return "< 0.01"
+    return f"{p:.2f}"
+
+
 class AiPanel(QWidget):
     """Signals: ``results_shown(ImageResult)`` once the table and heatmap are filled."""
 
@@ -106,7 +115,11 @@ class AiPanel(QWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
-        self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        for column in (0, 1, 2):  # the finding, its probability and tier always readable
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)  # the model name elides
+        self.table.setWordWrap(False)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
 
         self.heatmap_box = QCheckBox("Heatmap (H)", self)
@@ -236,12 +249,12 @@ class AiPanel(QWidget):
         if key != self._key:
             return
         self.result = result
-        rows = sorted(result.labels, key=lambda r: (r.task != REGION_TASK, r.task, -r.probability))
+        # findings first (what the reader came for), then the region link of the chain
+        rows = sorted(result.labels, key=lambda r: (r.task == REGION_TASK, r.task, -r.probability))
         self.table.blockSignals(True)
         self.table.setRowCount(len(rows))
         for row, label in enumerate(rows):
             self._fill_row(row, label)
-        self.table.resizeColumnsToContents()
         wanted = self.selected if any(r.key == self.selected for r in rows) else self._default_label(rows)
         for row, label in enumerate(rows):
             if label.key == wanted:
@@ -279,13 +292,15 @@ class AiPanel(QWidget):
         name = QTableWidgetItem(label.display_name)
         name.setData(Qt.ItemDataRole.UserRole, label.key)
         name.setToolTip(f"{label.label} ({label.task})")
-        probability = QTableWidgetItem(f"{label.probability:.2f}")
+        probability = QTableWidgetItem(format_probability(label.probability))
+        probability.setToolTip(f"p = {label.probability:.6f}, logit {label.logit:+.2f}")
         probability.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         tier = QTableWidgetItem(label.tier or "—")
         tier.setForeground(QColor(TIER_COLOURS.get(label.tier, "#888888")))
         if label.possible is not None:
             tier.setToolTip(f"possible ≥ {label.possible:.2f}, likely ≥ {label.likely:.2f}")
         model = QTableWidgetItem(f"{label.model} {label.version}")
+        model.setToolTip(f"{label.model} {label.version} ({label.task})")
         for column, item in enumerate((name, probability, tier, model)):
             self.table.setItem(row, column, item)
 
@@ -494,6 +509,7 @@ def install_ai_panel(window, settings: AiSettings | None = None, save_settings: 
     panel = AiPanel(settings, window, save_settings=save_settings)
     dock = QDockWidget("AI", window)
     dock.setObjectName("ai_dock")
+    dock.setMinimumWidth(360)
     dock.setWidget(panel)
     window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
     window.ai_panel = panel
