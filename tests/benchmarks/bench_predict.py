@@ -123,6 +123,7 @@ def bench_predict(paths: list[Path], model_dir: Path, provider: str, cam_dir: Pa
     engine = Engine(discover([model_dir]).models, provider=provider, batch_size=batch or None,
                     threads=threads)
     start = time.perf_counter()
+    cpu_start = time.process_time()  # this process's CPU time: independent of other processes' load
     result = predict_paths(paths, engine, cam_dir=cam_dir, workers=workers)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
@@ -130,7 +131,9 @@ def bench_predict(paths: list[Path], model_dir: Path, provider: str, cam_dir: Pa
         result.seconds["write"] += time.perf_counter() - t
     wall = time.perf_counter() - start
     done = sum(1 for r in result.images if r.result is not None)
-    return done / wall, {"wall": wall, "done": done, "stages": result.seconds, "provider": engine.provider,
+    cpu = time.process_time() - cpu_start
+    return done / wall, {"wall": wall, "done": done, "cpu_ms": 1000 * cpu / max(1, done),
+                         "stages": result.seconds, "provider": engine.provider,
                          "problems": len(result.problems), "cams": len(result.cam_files)}
 
 
@@ -370,11 +373,15 @@ def main() -> None:
               f"({rate / 33:.1f}x the region paper's 33/s; aim 100/s); runs: "
               + ", ".join(f"{r:.1f}" for r, _ in runs[default]))
         print_stages(info)
+        cpu_ms = float(np.median([i["cpu_ms"] for _, i in runs[default]]))
+        print(f"    CPU time per radiograph (all threads of this process): {cpu_ms:.1f} ms -> with {cores} idle "
+              f"cores the ceiling is {1000 * cores / cpu_ms:.0f} radiographs/s (the wall rate above is lower by "
+              f"the share of the cores other processes took)")
         for name in list(configs)[1:]:
             print(f"  {name}: {medians[name]:.1f}/s (runs: {', '.join(f'{r:.1f}' for r, _ in runs[name])}) "
                   f"-> the default is {rate / medians[name]:.2f}x that")
         rate_cam, info_cam = bench_predict(paths, model_dir, "cpu", work / "cams", args.batch_size, args.workers)
-        print(f"  with --cam-dir (heatmap PNGs for labels at/above 'possible'; {info_cam['cams']} files): "
+        print(f"  with --cam-dir (heatmap PNGs for labels at/above their 'likely' point; {info_cam['cams']} files): "
               f"{rate_cam:.1f} radiographs/s")
         print_stages(info_cam)
         if "cuda" in available_providers():
