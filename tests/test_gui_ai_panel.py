@@ -321,3 +321,15 @@ def test_study_level_mean_over_the_views_seen(qtbot, window, tmp_path, pydicom_d
 def test_ai_menu_sits_before_help(window):
     titles = [a.text().replace("&", "") for a in window.menuBar().actions()]
     assert "AI" in titles and titles.index("AI") < titles.index("Help")
+
+
+def test_results_never_resize_the_image_pane(qtbot, window, images):
+    """A dock that widened with long text would shrink the pane and refit the image mid-read."""
+    show(qtbot, window, images[0])
+    view = window.active_view()
+    before = view.size()
+    panel = window.ai_panel
+    panel.heatmap_label.setText("Orthopaedic hardware (nothing above the threshold) " * 3)
+    panel.status.setText("Models: " + "a-very-long-model-name 1.0.0, " * 6)
+    qtbot.wait(50)
+    assert view.size() == before

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QTableWidget,
     QTableWidgetItem,
@@ -126,6 +127,7 @@ class AiPanel(QWidget):
         self.heatmap_box.setChecked(self.settings.show_heatmap)
         self.heatmap_box.toggled.connect(self.set_heatmap_visible)
         self.heatmap_label = QLabel("", self)
+        self.heatmap_label.setWordWrap(True)
         self.opacity_slider = QSlider(Qt.Orientation.Horizontal, self)
         self.opacity_slider.setRange(0, 100)
         self.opacity_slider.setValue(round(self.settings.opacity * 100))
@@ -175,6 +177,10 @@ class AiPanel(QWidget):
         buttons.addStretch(1)
         buttons.addWidget(self.settings_button)
 
+        # Text that changes with every image must never widen the dock: a wider dock narrows the
+        # image pane, which refits the radiograph under the reader's eyes.
+        for label in (notice, self.status, self.error, self.study_label, self.heatmap_label):
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout = QVBoxLayout(self)
         layout.addWidget(notice)
         layout.addWidget(self.busy)
