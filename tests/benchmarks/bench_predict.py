@@ -279,6 +279,17 @@ def bench_viewer(paths: list[Path], model_dir: Path, n: int) -> None:
         return (panel.filled_at - panel.shown_at) * 1000 if done else None
 
     wait_for_results(lambda: window.show_entry(entries[0]))  # warm-up: first runs allocate
+    # Baseline in the same run: the idle event loop's gaps (what the OS scheduler and other
+    # processes on this machine cost, with no inference running).
+    gaps.clear()
+    measuring[0] = True
+    last[0] = clock.nsecsElapsed()
+    idle_end = time.monotonic() + 3.0
+    while time.monotonic() < idle_end:
+        app.processEvents()
+        time.sleep(0.0005)
+    measuring[0] = False
+    idle_gaps = list(gaps)
     full, full_gaps, only, only_gaps = [], [], [], []
     for entry in entries[1:]:
         # (a) a user moving to the next image: the viewer decodes and paints it, then the AI runs
@@ -297,6 +308,9 @@ def bench_viewer(paths: list[Path], model_dir: Path, n: int) -> None:
             only_gaps.extend(gaps)
     probe.stop()
     window.close()
+    if idle_gaps:
+        print(f"  viewer, idle event loop (baseline, 3 s, no inference): longest gap {max(idle_gaps):.1f} ms, "
+              f"p99 {np.percentile(idle_gaps, 99):.1f} ms")
     for name, lat, gap in (("next image (decode + paint + AI)", full, full_gaps),
                            ("image on screen, AI only", only, only_gaps)):
         if not lat:
