@@ -373,3 +373,24 @@ def test_colour_maps_and_blend():
     assert rgba[0, 0, 3] == 0 and rgba[0, 1, 3] == 127
     rgb = cam_mod.blend(np.array([[100, 100]], np.uint8), intensity, "jet", 0.5)
     assert tuple(rgb[0, 0]) == (100, 100, 100) and tuple(rgb[0, 1]) != (100, 100, 100)
+
+
+def test_inference_sees_the_pixels_training_saw(tmp_path, fracatlas_dir, pydicom_data_file):
+    """Training reads files with radreview.training.images; predict and the viewer go through
+    radreview.studies. Both must hand the letterbox the same 8-bit grey pixels."""
+    from PIL import Image
+
+    from radreview.studies import decode_image, index_paths, render_display
+    from radreview.training.images import read_display_gray
+
+    Image.fromarray(np.arange(300 * 200, dtype=np.uint16).reshape(300, 200) * 16).save(tmp_path / "sixteen.png")
+    rgb = np.zeros((50, 60, 3), np.uint8)
+    rgb[..., 0] = 200
+    rgb[10:20, :, 1] = 90
+    Image.fromarray(rgb).save(tmp_path / "colour.png")
+    files = sorted((fracatlas_dir / "images" / "Fractured").glob("*.jpg"))[:3]
+    files += [tmp_path / "sixteen.png", tmp_path / "colour.png", pydicom_data_file("RG3_UNCR.dcm")]
+    for path in files:
+        training = read_display_gray(path)
+        inference = to_display_gray(render_display(decode_image(index_paths([path]).images()[0])))
+        np.testing.assert_array_equal(inference, training, err_msg=str(path))
