@@ -333,3 +333,19 @@ def test_results_never_resize_the_image_pane(qtbot, window, images):
     panel.status.setText("Models: " + "a-very-long-model-name 1.0.0, " * 6)
     qtbot.wait(50)
     assert view.size() == before
+
+
+def test_heatmap_has_the_h_key_and_help_lists_the_ai_keys(qtbot) -> None:
+    """H toggles the heatmap (flip moved to Shift+H); Help ▸ Shortcuts lists the AI panel's keys."""
+    from radreview.gui.main_window import MainWindow
+
+    window = MainWindow(save_on_close=False)
+    qtbot.addWidget(window)
+    assert window.ai_panel.heatmap_key == "H"
+    dialog = window.show_shortcuts()
+    qtbot.addWidget(dialog)
+    table = dialog.table
+    rows = {(table.item(r, 0).text(), table.item(r, 1).text()) for r in range(table.rowCount())}
+    for keys in ("H", "O", "Shift+O", "Ctrl+R"):
+        assert (keys, "AI") in rows, keys
+    assert ("Shift+H", "Image") in rows

@@ -276,11 +276,11 @@ def test_rotate_and_flip_move_an_overlay_with_the_image(qtbot, window, pydicom_d
     assert same(where(overlay), rotated)
     key(qtbot, window, "[")
     assert view.rotation == 0
-    key(qtbot, window, "H")
+    key(qtbot, window, "Shift+H")
     flipped = where(view.image_item)
     assert (flipped.x(), flipped.y()) == pytest.approx((1760 - 100, 300))
     assert same(where(overlay), flipped)
-    key(qtbot, window, "V")
+    key(qtbot, window, "Shift+V")
     assert (where(view.image_item).x(), where(view.image_item).y()) == pytest.approx((1660, 1460))
     # The data itself is never flipped.
     np.testing.assert_array_equal(view.image_item.image, render_display(view.decoded))

@@ -7,6 +7,7 @@ Each entry's ``name`` is the key of its handler in ``MainWindow._action_handlers
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -45,8 +46,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("next_pane", "Next &Pane", "View", ("Ctrl+Tab",), "Make the next pane active"),
     ActionSpec("rotate_cw", "Rotate 90° &Clockwise", "Image", ("]",)),
     ActionSpec("rotate_ccw", "Rotate 90° C&ounter-clockwise", "Image", ("[",)),
-    ActionSpec("flip_h", "Flip &Horizontal", "Image", ("H",)),
-    ActionSpec("flip_v", "Flip &Vertical", "Image", ("V",)),
+    ActionSpec("flip_h", "Flip &Horizontal", "Image", ("Shift+H",), "H itself toggles the AI heatmap"),
+    ActionSpec("flip_v", "Flip &Vertical", "Image", ("Shift+V",)),
     ActionSpec("invert", "&Invert Grey Scale", "Image", ("I",), checkable=True),
     ActionSpec("measure", "&Measure Distance", "Image", ("M",), "Left-drag draws a ruler (mm when spacing is known)", checkable=True),
     ActionSpec("clear_measurements", "C&lear Measurements", "Image", ("Delete", "Backspace")),
@@ -85,12 +86,14 @@ def action_spec(name: str) -> ActionSpec:
     raise KeyError(name)
 
 
-def shortcut_rows() -> list[tuple[str, str, str]]:
-    """(keys, menu, action text) for every action with a key, then mouse/keyboard extras."""
+def shortcut_rows(extra: Sequence[tuple[str, str, str]] = ()) -> list[tuple[str, str, str]]:
+    """(keys, menu, action text) for every action with a key, then ``extra`` rows that panels
+    added to the window (the AI panel's keys), then mouse/keyboard extras."""
     rows = [
         (", ".join(spec.shortcuts), spec.menu, spec.text.replace("&", "").rstrip("…"))
         for spec in ACTIONS
         if spec.shortcuts
     ]
+    rows += list(extra)
     rows += [(keys, "Mouse and keys", text) for keys, text in MOUSE_AND_KEYS_HELP]
     return rows

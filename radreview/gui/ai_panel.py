@@ -526,8 +526,8 @@ def install_ai_panel(window, settings: AiSettings | None = None, save_settings: 
         panel.on_image_changed(entry, decoded)
 
     window.current_image_changed.connect(follow)
-    # The issue gives H to the heatmap; while another action of the window (flip horizontal)
-    # still holds H, the heatmap takes Shift+H rather than making both keys ambiguous.
+    # H belongs to the heatmap (flip horizontal is Shift+H). Should another action of the window
+    # ever hold H, the heatmap takes Shift+H rather than making both keys ambiguous.
     taken = {key.toString() for action in window.findChildren(QAction) for key in action.shortcuts()}
     heatmap_key = "H" if "H" not in taken else "Shift+H"
     window.installEventFilter(_ShutdownOnClose(panel, window))
@@ -549,6 +549,8 @@ def install_ai_panel(window, settings: AiSettings | None = None, save_settings: 
         action.triggered.connect(slot)
         menu.addAction(action)
         window.addAction(action)
+        if keys:  # listed in Help ▸ Keyboard Shortcuts beside the window's own actions
+            window.extra_shortcuts.append((", ".join(keys), "AI", text.replace("&", "").rstrip("…")))
     menu.addAction(dock.toggleViewAction())
     panel.heatmap_key = heatmap_key
     panel.heatmap_box.setText(f"Heatmap ({heatmap_key})")

@@ -97,6 +97,8 @@ class MainWindow(QMainWindow):
         self._thumbnail_task: Task | None = None
         self._measuring = False
         self._closing = False
+        # (keys, menu, text) of shortcuts that panels add (the AI panel's), for Help ▸ Shortcuts.
+        self.extra_shortcuts: list[tuple[str, str, str]] = []
 
         self.grid = ViewerGrid(self)
         self.grid.pane_created.connect(self._connect_pane)
@@ -455,7 +457,7 @@ class MainWindow(QMainWindow):
         return ok
 
     def show_shortcuts(self) -> ShortcutsDialog:
-        dialog = ShortcutsDialog(self)
+        dialog = ShortcutsDialog(self, self.extra_shortcuts)
         dialog.show()
         return dialog
 

@@ -4,6 +4,7 @@ and the dialogs generated from tables (all tags, keyboard shortcuts)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -157,11 +158,11 @@ class ProblemsPanel(QWidget):
 class ShortcutsDialog(QDialog):
     """Help ▸ Keyboard Shortcuts, generated from :data:`radreview.gui.actions.ACTIONS`."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, extra_rows: Sequence[tuple[str, str, str]] = ()) -> None:
         super().__init__(parent)
         self.setWindowTitle("Keyboard shortcuts")
         self.resize(760, 640)
-        self.table = _table(["Keys", "Menu", "Action"], shortcut_rows(), self)
+        self.table = _table(["Keys", "Menu", "Action"], shortcut_rows(extra_rows), self)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         buttons.rejected.connect(self.close)
         layout = QVBoxLayout(self)
