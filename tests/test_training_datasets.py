@@ -39,6 +39,10 @@ def test_folder_tree_binary_multiclass_and_one_vs_rest(tmp_path) -> None:
     assert data.task_kind == "binary" and [(l.name, l.task) for l in data.labels] == [("dislocated", "dislocation")]
     assert data.positives() == {"dislocated": 2} and len(data.samples) == 5
 
+    _place(_fracatlas_images(2), tmp_path / "prefixed" / "no_hardware")
+    _place(_fracatlas_images(2, 2), tmp_path / "prefixed" / "hardware")
+    assert load_folder_tree(tmp_path / "prefixed").labels[0].name == "hardware"  # not sorted last: no_hardware
+
     for i, region in enumerate(("hand", "hip", "leg")):
         _place(_fracatlas_images(2, 2 * i), tmp_path / "three" / region)
     multi = load_folder_tree(tmp_path / "three", task="region")

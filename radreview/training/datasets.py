@@ -18,6 +18,7 @@ TaskKind = Literal["binary", "one-vs-rest", "multiclass", "multilabel"]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
 # Folder names that mean "the negative class" when a two-class tree becomes one sigmoid label.
 NEGATIVE_NAMES = {"normal", "negative", "neg", "no", "absent", "0", "false", "non_fractured", "nonfractured"}
+NEGATIVE_PREFIXES = ("no_", "no-", "non_", "non-", "not_", "not-", "without_")  # no_hardware, non-fractured
 
 FRACATLAS_CITATION = (
     "FracAtlas: Abedeen I, Rahman MA, Prottyasha FZ, et al. FracAtlas: A Dataset for Fracture "
@@ -86,7 +87,7 @@ def _pick_positive(classes: list[str], positive: str | None, source: Path) -> st
         if positive not in classes:
             raise DatasetError(f"{source}: positive class {positive!r} is not one of {classes}")
         return positive
-    negatives = [c for c in classes if c.lower() in NEGATIVE_NAMES]
+    negatives = [c for c in classes if c.lower() in NEGATIVE_NAMES or c.lower().startswith(NEGATIVE_PREFIXES)]
     if len(negatives) == 1:
         return next(c for c in classes if c not in negatives)
     return sorted(classes)[-1]

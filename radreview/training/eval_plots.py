@@ -49,8 +49,8 @@ def plot_reliability(labels: dict[str, Any], path: Path) -> None:
         keep = counts > 0
         mean_p = np.asarray(rel["mean_predicted"], dtype=float)[keep]
         observed = np.asarray(rel["fraction_positive"], dtype=float)[keep]
-        ax.plot(mean_p, observed, "-", lw=1, label=f"{name}: ECE {cal['ece']:.3f}, Brier {cal['brier']:.3f}")
-        ax.scatter(mean_p, observed, s=8 + 40 * counts[keep] / max(counts.max(), 1))
+        line = ax.plot(mean_p, observed, "-", lw=1, label=f"{name}: ECE {cal['ece']:.3f}, Brier {cal['brier']:.3f}")[0]
+        ax.scatter(mean_p, observed, s=8 + 40 * counts[keep] / max(counts.max(), 1), color=line.get_color())
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
     ax.set(xlabel="mean predicted probability", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1), aspect="equal")
     ax.legend(loc="upper left", fontsize=7)

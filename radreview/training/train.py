@@ -318,7 +318,7 @@ def train_classifier(config: TrainConfig, progress: Progress = None, is_cancelle
     y_train = torch.from_numpy(train_targets)
 
     history = _Log(out_dir)
-    best: tuple[float, int, dict[str, torch.Tensor], dict[str, float]] | None = None
+    best: tuple[tuple[float, float], int, dict[str, torch.Tensor], dict[str, float]] | None = None
     step = 0
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.time()
@@ -350,11 +350,14 @@ def train_classifier(config: TrainConfig, progress: Progress = None, is_cancelle
         aucs = per_label_auc(targets["val"], val_probs, dataset.labels)
         valid = [a for a in aucs.values() if not math.isnan(a)]
         macro = float(np.mean(valid)) if valid else float("nan")
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_macro_auc": macro,
+        with torch.no_grad():
+            val_loss = float(loss_fn(torch.from_numpy(val_logits).to(device), torch.from_numpy(targets["val"]).to(device)))
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss, "val_macro_auc": macro,
                **{f"val_auc_{k}": v for k, v in aucs.items()}, "seconds": round(time.time() - epoch_start, 1)}
         history.add(row)
-        log.info("epoch %d: loss %.4f, validation macro-AUC %.4f", epoch, row["train_loss"], macro)
-        score = -math.inf if math.isnan(macro) else macro
+        log.info("epoch %d: loss %.4f, validation loss %.4f, macro-AUC %.4f", epoch, row["train_loss"], val_loss, macro)
+        # A small validation split saturates at AUC 1.0 early: ties go to the lower validation loss.
+        score = (-math.inf if math.isnan(macro) else round(macro, 6), -val_loss)
         if best is None or score > best[0]:
             best = (score, epoch, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, aucs)
         elif epoch - best[1] >= config.patience:
