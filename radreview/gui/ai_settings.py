@@ -7,17 +7,13 @@ Plain Python, no Qt; loading never fails (a bad file or field falls back to the 
 
 from __future__ import annotations
 
-import json
-import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from radreview.gui.settings import config_dir
+from radreview.gui.settings import config_dir, read_settings_file, typed_fields, write_settings_file
 from radreview.inference.cam import COLOR_MAPS
 from radreview.inference.sessions import PROVIDER_CHOICES
 
-log = logging.getLogger(__name__)
 AI_SETTINGS_FILE = "ai_settings.json"
 GATES = ("likely", "possible", "0.5")
 BACKENDS = ("onnx", "torch")
@@ -68,38 +64,9 @@ def _valid(settings: AiSettings) -> AiSettings:
 
 
 def load_ai_settings(path: Path | None = None) -> AiSettings:
-    path = path or ai_settings_path()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return AiSettings()
-    except (OSError, ValueError) as exc:
-        log.warning("cannot read AI settings %s (%s); using defaults", path, exc)
-        return AiSettings()
-    if not isinstance(data, dict):
-        return AiSettings()
-    defaults = AiSettings()
-    values: dict[str, Any] = {}
-    for f in fields(AiSettings):
-        value = data.get(f.name)
-        default = getattr(defaults, f.name)
-        if value is None:
-            continue
-        if isinstance(default, bool) != isinstance(value, bool):
-            continue
-        if isinstance(default, float) and isinstance(value, (int, float)):
-            values[f.name] = float(value)
-        elif isinstance(value, type(default)):
-            values[f.name] = value
-    return _valid(AiSettings(**values))
+    data = read_settings_file(path or ai_settings_path())
+    return AiSettings() if data is None else _valid(AiSettings(**typed_fields(AiSettings, data)))
 
 
 def save_ai_settings(settings: AiSettings, path: Path | None = None) -> None:
-    path = path or ai_settings_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(settings), indent=2), encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        log.warning("cannot save AI settings to %s: %s", path, exc)
+    write_settings_file(path or ai_settings_path(), settings)

@@ -87,18 +87,24 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     return value
 
 
-def settings_from_dict(data: dict[str, Any]) -> ViewerSettings:
-    """Build settings from parsed JSON, keeping each valid field and defaulting the rest."""
-    defaults = ViewerSettings()
+def typed_fields(cls: type, data: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The fields of dataclass ``cls`` found in ``data`` with their default's type; a field of
+    the wrong type is logged and left out (so it takes its default)."""
+    defaults = cls()
     values: dict[str, Any] = {}
-    for f in fields(ViewerSettings):
-        if f.name not in data or f.name == "version":
+    for f in fields(cls):
+        if f.name not in data or f.name in skip:
             continue
         try:
             values[f.name] = _coerce(f.name, data[f.name], getattr(defaults, f.name))
         except TypeError as exc:
             log.warning("%s; using the default", exc)
-    settings = ViewerSettings(**values)
+    return values
+
+
+def settings_from_dict(data: dict[str, Any]) -> ViewerSettings:
+    """Build settings from parsed JSON, keeping each valid field and defaulting the rest."""
+    settings = ViewerSettings(**typed_fields(ViewerSettings, data, skip=("version",)))
     if settings.layout not in LAYOUTS:
         log.warning("unknown layout %r in settings; using 1x1", settings.layout)
         settings.layout = "1x1"
@@ -109,16 +115,19 @@ def settings_from_dict(data: dict[str, Any]) -> ViewerSettings:
     return settings
 
 
-def load_settings(path: Path | None = None) -> ViewerSettings:
-    """Read the settings file; never raises (see the module docstring)."""
-    path = path or settings_path()
+def read_settings_file(path: Path) -> dict[str, Any] | None:
+    """The JSON object in a settings file, or None (missing, unreadable or corrupt); never raises.
+
+    A corrupt file is set aside as ``<name>.corrupt`` so that the next save does not destroy
+    what a user may want to recover.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return ViewerSettings()
+        return None
     except OSError as exc:
         log.warning("cannot read settings %s (%s); using defaults", path, exc.strerror or exc)
-        return ViewerSettings()
+        return None
     try:
         data = json.loads(text)
         if not isinstance(data, dict):
@@ -130,13 +139,18 @@ def load_settings(path: Path | None = None) -> ViewerSettings:
             path.replace(corrupt)
         except OSError:
             pass
-        return ViewerSettings()
-    return settings_from_dict(data)
+        return None
+    return data
 
 
-def save_settings(settings: ViewerSettings, path: Path | None = None) -> None:
-    """Write the settings atomically (a crash mid-write leaves the old file intact)."""
-    path = path or settings_path()
+def load_settings(path: Path | None = None) -> ViewerSettings:
+    """Read the settings file; never raises (see the module docstring)."""
+    data = read_settings_file(path or settings_path())
+    return ViewerSettings() if data is None else settings_from_dict(data)
+
+
+def write_settings_file(path: Path, settings: Any) -> None:
+    """Write a settings dataclass atomically (a crash mid-write leaves the old file intact)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
@@ -145,3 +159,7 @@ def save_settings(settings: ViewerSettings, path: Path | None = None) -> None:
     except OSError as exc:
         # Losing preferences must not lose the user's session.
         log.warning("cannot save settings to %s: %s", path, exc)
+
+
+def save_settings(settings: ViewerSettings, path: Path | None = None) -> None:
+    write_settings_file(path or settings_path(), settings)
