@@ -26,7 +26,7 @@ from radreview.inference.preprocess import (
 from radreview.inference.registry import check_model_file, discover
 from radreview.inference.sessions import available_providers, create_session
 from radreview.inference.toy import build_graph, toy_card, write_toy_model
-from radreview.training.letterbox import _letterbox_copy
+from _letterbox_reference import _letterbox_copy
 from radreview.training.letterbox import letterbox as training_letterbox
 
 

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _letterbox_reference import _letterbox_copy
 from conftest import FRACATLAS_DIR
 from radreview.training.datasets import DatasetError, load_csv, load_dataset, load_fracatlas, load_folder_tree, load_mura_tree
 from radreview.training.image_cache import load_letterboxed
 from radreview.training.images import ImageReadError, read_display_gray
-from radreview.training.letterbox import _letterbox_copy, letterbox
+from radreview.training.letterbox import letterbox
 from radreview.training.splits import deduplicate, prepare_split, read_split, split_samples
 
 pytestmark = pytest.mark.train

@@ -59,7 +59,7 @@ def letterbox(gray: np.ndarray, height: int, width: int, pad_value: float = 0.0)
     """float32 [height, width] in 0..1: aspect-preserving bilinear resize, centred, padded.
 
     ``gray`` is the displayed uint8 [H, W] image (a float image in 0..1 is quantised to 8 bits
-    first, as the display would). Identical to training's ``_letterbox_copy``.
+    first, as the display would). Training imports this function (radreview.training.letterbox).
     """
     canvas, _ = letterbox_with_geometry(gray, height, width, pad_value)
     return canvas

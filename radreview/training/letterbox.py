@@ -1,45 +1,11 @@
-"""The letterbox resize shared by training and inference.
+"""The model input of training is made by the inference package's own functions.
 
 Training and the viewer must turn displayed pixels into the model input in exactly the same
-way. The inference package owns the function (``radreview.inference.preprocess.letterbox``);
-it is torch-free, so training imports it. Until it exists an identical copy is used: PIL
-bilinear resize of the uint8 image keeping the aspect ratio, then /255, centred in an
-``height x width`` canvas filled with ``pad_value``.
+way, so training does not keep its own copy: ``letterbox`` (aspect-preserving bilinear resize,
+centred, padded) and ``normalise`` come from :mod:`radreview.inference.preprocess`, which is
+torch-free.
 """
 
-from __future__ import annotations
+from radreview.inference.preprocess import letterbox, normalise
 
-import numpy as np
-from PIL import Image
-
-
-def _letterbox_copy(gray_uint8: np.ndarray, height: int, width: int, pad_value: float = 0.0) -> np.ndarray:
-    """float32 [height, width] in 0..1: aspect-preserving bilinear resize, centred, padded."""
-    if gray_uint8.ndim != 2:
-        raise ValueError(f"letterbox expects a 2-D grey image, got shape {gray_uint8.shape}")
-    rows, cols = gray_uint8.shape
-    scale = min(height / rows, width / cols)
-    new_rows = max(1, min(height, round(rows * scale)))
-    new_cols = max(1, min(width, round(cols * scale)))
-    resized = Image.fromarray(np.ascontiguousarray(gray_uint8, dtype=np.uint8)).resize(
-        (new_cols, new_rows), Image.BILINEAR
-    )
-    canvas = np.full((height, width), pad_value, dtype=np.float32)
-    top = (height - new_rows) // 2
-    left = (width - new_cols) // 2
-    canvas[top : top + new_rows, left : left + new_cols] = np.asarray(resized, dtype=np.float32) / 255.0
-    return canvas
-
-
-try:  # the inference engineer's function is the reference once it exists
-    from radreview.inference.preprocess import letterbox
-except ImportError:  # pragma: no cover - only before radreview.inference.preprocess exists
-    letterbox = _letterbox_copy
-
-
-def normalise(letterboxed: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """[H, W] in 0..1 -> float32 [3, H, W] repeated over channels and normalised per channel."""
-    stacked = np.repeat(letterboxed[None, :, :], 3, axis=0).astype(np.float32)
-    mean_arr = np.asarray(mean, dtype=np.float32)[:, None, None]
-    std_arr = np.asarray(std, dtype=np.float32)[:, None, None]
-    return (stacked - mean_arr) / std_arr
+__all__ = ["letterbox", "normalise"]
