@@ -29,7 +29,7 @@ import shutil
 import struct
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -254,6 +254,17 @@ def loader_finds(soname: str, bundled: Sequence[Path] = ()) -> bool:
     return True
 
 
+def missing_libraries(is_present: Callable[[str], bool] | None = None, qt: Path | None = None) -> tuple[str, ...]:
+    """Sonames the xcb platform needs that cannot be loaded (default finder: bundled, then the loader)."""
+    if is_present is None:
+        bundled = bundled_library_dirs(qt)
+
+        def is_present(soname: str) -> bool:
+            return loader_finds(soname, bundled)
+
+    return tuple(soname for soname in required_libraries(qt) if not is_present(soname))
+
+
 def platform_to_check(environ: Mapping[str, str], system: str, wayland_available: bool) -> str | None:
     """The display platform Qt will use here, when it is one that needs system libraries (xcb)."""
     if not system.startswith("linux"):
@@ -286,13 +297,7 @@ def check_qt_platform(
     platform = platform_to_check(environ, system, wayland)
     if platform is None:
         return None
-    if is_present is None:
-        bundled = bundled_library_dirs(qt)
-
-        def is_present(soname: str) -> bool:
-            return loader_finds(soname, bundled)
-
-    missing = tuple(soname for soname in required_libraries(qt) if not is_present(soname))
+    missing = missing_libraries(is_present, qt)
     if missing:
         return PlatformProblem(platform, missing=missing)
     if not environ.get("DISPLAY"):
@@ -350,9 +355,23 @@ def ensure_qt_can_start(stream: TextIO | None = None, desktop_dialog: bool | Non
     return 1
 
 
-def main(argv: Iterable[str] | None = None) -> int:
-    """``python -m radreview.system_check``: say whether the viewer can open its window here."""
-    del argv  # no options
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m radreview.system_check``: say whether the viewer can open its window here.
+
+    ``--missing-packages debian|fedora`` prints (on one line) the packages providing the xcb
+    libraries missing here, whatever QT_QPA_PLATFORM says: for build scripts that install them,
+    so that the frozen app carries them (installer/README.md).
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m radreview.system_check", description=main.__doc__)
+    parser.add_argument("--missing-packages", choices=("debian", "fedora"),
+                        help="print the packages of the missing xcb libraries and exit 0")
+    args = parser.parse_args(argv)
+    if args.missing_packages:
+        if sys.platform.startswith("linux"):
+            print(" ".join(PlatformProblem("xcb", missing_libraries(qt=qt_dir())).packages(args.missing_packages)))
+        return 0
     problem = check_qt_platform()
     if problem is None:
         print("radreview: the system has what Qt needs to open the viewer's window.")

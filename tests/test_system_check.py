@@ -155,3 +155,16 @@ def test_make_run_checks_the_system_before_installing_or_starting() -> None:
     run_rule = next(line for line in makefile.splitlines() if line.startswith("run:"))
     assert run_rule.split(":", 1)[1].split()[0] == "system-check"
     assert "-m radreview.system_check" in makefile
+
+
+@linux_only
+def test_missing_packages_line_for_build_scripts() -> None:
+    """What .ci/run installs before building the frozen app: only known package names, one line."""
+    known = {"debian": {library.debian for library in system_check.KNOWN_LIBRARIES},
+             "fedora": {library.fedora for library in system_check.KNOWN_LIBRARIES}}
+    for distribution, names in known.items():
+        result = subprocess.run([sys.executable, "-m", "radreview.system_check", "--missing-packages", distribution],
+                                cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert len(result.stdout.splitlines()) <= 1 and set(result.stdout.split()) <= names
