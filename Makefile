@@ -27,7 +27,10 @@ system-check:
 run: system-check $(STAMP)
 	$(BIN)/radreview resources/demo
 
+# The PostgreSQL tests start a throwaway server themselves (tests/_postgres.py) from PostgreSQL's
+# programs, installed first where that can be done without asking (root with apt-get).
 test: $(STAMP)
+	-@scripts/install_test_postgres.sh
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
