@@ -154,10 +154,20 @@ class PlatformProblem:
 
 
 def elf_needed(path: str | Path) -> list[str]:
-    """The DT_NEEDED entries (sonames a library links) of a 64- or 32-bit little-endian ELF file."""
+    """The DT_NEEDED entries (sonames a library links) of a 64- or 32-bit little-endian ELF file.
+
+    Raises ValueError naming the file when it is not one, or is cut short.
+    """
     data = Path(path).read_bytes()
-    if data[:4] != b"\x7fELF" or data[5] != 1:
+    if data[:4] != b"\x7fELF" or data[5:6] != b"\x01":
         raise ValueError(f"{path}: not a little-endian ELF file")
+    try:
+        return _elf_needed(data)
+    except (struct.error, ValueError, IndexError) as exc:
+        raise ValueError(f"{path}: a damaged ELF file ({exc})") from exc
+
+
+def _elf_needed(data: bytes) -> list[str]:
     wide = data[4] == 2
     header = "<QQQIHHHHHH" if wide else "<IIIIHHHHHH"
     _entry, phoff, _shoff, _flags, _ehsize, phentsize, phnum, _shentsize, _shnum, _shstrndx = struct.unpack_from(
@@ -229,7 +239,7 @@ def required_libraries(qt: Path | None) -> list[str]:
             continue
         try:
             needed.extend(elf_needed(path))
-        except (OSError, ValueError, struct.error):
+        except (OSError, ValueError):
             continue
     if not needed:  # no Qt files to read (or unreadable): the list they had when this was written
         needed = [library.soname for library in KNOWN_LIBRARIES

@@ -111,18 +111,18 @@ def start_throwaway_server() -> ThrowawayServer:
     if bindir is None:
         raise PostgresUnavailable("PostgreSQL's initdb and pg_ctl are not on this machine")
     run_as: tuple[str, ...] = ()
-    root = Path(tempfile.mkdtemp(prefix="radreview-pg-"))
-    root.chmod(0o755)
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         if shutil.which("runuser") is None:
             raise PostgresUnavailable("running as root without runuser: cannot start PostgreSQL as another user")
         if subprocess.run(["id", _SERVICE_ACCOUNT], capture_output=True).returncode != 0:
             subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
                             _SERVICE_ACCOUNT], check=True, capture_output=True)
-        shutil.chown(root, user=_SERVICE_ACCOUNT)
         run_as = ("runuser", "-u", _SERVICE_ACCOUNT, "--")
-    server = ThrowawayServer(bindir, root, _free_port(), run_as)
+    server = ThrowawayServer(bindir, Path(tempfile.mkdtemp(prefix="radreview-pg-")), _free_port(), run_as)
     try:
+        server.root.chmod(0o755)
+        if run_as:
+            shutil.chown(server.root, user=_SERVICE_ACCOUNT)
         server.start()
     except BaseException:
         server.stop()

@@ -130,9 +130,12 @@ def test_a_file_that_is_not_elf_is_refused(tmp_path: Path) -> None:
     text.write_text("not a library")
     with pytest.raises(ValueError, match="not a little-endian ELF file"):
         elf_needed(text)
+    damaged = tmp_path / "Qt" / "plugins" / "platforms" / "libqxcb.so"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"\x7fELF\x02\x01garbage")
+    with pytest.raises(ValueError, match="libqxcb.so: a damaged ELF file"):
+        elf_needed(damaged)
     # A damaged Qt file does not stop the check: the known list stands in for it.
-    (tmp_path / "Qt" / "plugins" / "platforms").mkdir(parents=True)
-    (tmp_path / "Qt" / "plugins" / "platforms" / "libqxcb.so").write_bytes(b"\x7fELF\x02\x01garbage")
     assert "libxcb-cursor.so.0" in system_check.required_libraries(tmp_path / "Qt")
 
 
