@@ -45,17 +45,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--patience", type=int, default=3, help="early stopping on validation macro-AUC")
     opt.add_argument("--balance", choices=["pos_weight", "sampler", "none"], default="pos_weight")
     opt.add_argument("--static-augment", type=int, default=1, help="Nx augmentation: each image N times per epoch")
-    opt.add_argument("--no-augment", action="store_true", help="no on-the-fly augmentation")
-    opt.add_argument("--flip", action="store_true", help="allow horizontal flips (laterality-free tasks only)")
+    opt.add_argument("--augment", choices=["robust", "standard", "none"], default="robust",
+                     help="robust (default: orientation, crop/zoom, contrast/gamma/inversion, sharpening, blur, "
+                          "low resolution, noise, JPEG; for images from other hospitals), standard (milder) or none")
+    opt.add_argument("--no-augment", action="store_true", help="the same as --augment none")
+    flips = opt.add_mutually_exclusive_group()
+    flips.add_argument("--flip", action="store_true", help="allow horizontal flips with --augment standard")
+    flips.add_argument("--no-flip", action="store_true",
+                       help="no flips or 90-degree turns (tasks whose labels depend on laterality)")
     opt.add_argument("--seed", type=int, default=0)
     opt.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
 
 
 def config_from_args(args: argparse.Namespace):
-    from radreview.training.augment import AugmentConfig
+    from radreview.training.augment import preset
     from radreview.training.train import TrainConfig
 
-    augment = AugmentConfig.none() if args.no_augment else AugmentConfig(allow_flip=args.flip)
+    name = "none" if args.no_augment else args.augment
+    allow_flip = not args.no_flip and (args.flip or name == "robust")
+    augment = preset(name, allow_flip)
     fractions = tuple(float(v) for v in args.split.split(","))
     return TrainConfig(
         data=args.data, out_dir=args.out, name=args.name, version=args.model_version, task=args.task,

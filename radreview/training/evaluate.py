@@ -120,17 +120,25 @@ def _load_checkpoint(path: Path) -> EvalModel:
     from radreview.training.checkpoint import load_model
 
     model, meta = load_model(path)
+    names = [label["name"] for label in meta["labels"]]
+    calibration = meta.get("calibration", {})
+    scale = np.array([calibration.get(n, {}).get("scale", 1.0) for n in names], np.float32)
+    offset = np.array([calibration.get(n, {}).get("offset", 0.0) for n in names], np.float32)
 
     def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # calibrated as the exported card will be: the operating points are on that scale
         with torch.no_grad():
             logits, cam = model.forward_with_cam(torch.from_numpy(batch.astype(np.float32)))
-        return logits.numpy(), cam.numpy()
+        return logits.numpy() * scale + offset, cam.numpy()
 
     split_file = meta.get("training_data", {}).get("split_file")
     inp = meta["input"]
+    points = {name: {k: float(v) for k, v in ops.items() if k in ("possible", "likely", "youden") and v is not None}
+              for name, ops in meta.get("operating_points", {}).items()}
     return EvalModel(path, "checkpoint", list(meta["labels"]), inp["height"], inp["width"], tuple(inp["mean"]),
-                     tuple(inp["std"]), meta.get("operating_points", {}), Path(split_file) if split_file else None,
-                     run, torch_model=model, meta={"name": meta["name"], "version": meta["version"]})
+                     tuple(inp["std"]), points, Path(split_file) if split_file else None,
+                     run, torch_model=model, meta={"name": meta["name"], "version": meta["version"],
+                                                   "calibrated": bool(calibration)})
 
 
 def _match_labels(model: EvalModel, dataset: LabelledDataset) -> list[tuple[int, int, str]]:

@@ -1,8 +1,11 @@
 """Checkpoint -> radreview ``.onnx`` model file with its model card.
 
-The graph has input ``image`` float32 [N, 3, H, W] (dynamic N) and outputs ``logits`` [N, K] and
-``cam`` [N, K, h, w]: the class activation maps computed in the graph from the last feature map
-and the linear head's weights, so the viewer needs neither torch nor gradients.
+The graph has input ``image`` float32 [N, 3, H, W] (dynamic N) and outputs ``logits`` [N, K],
+``cam`` [N, K, h, w] (the class activation maps computed in the graph from the last feature map
+and the linear head's weights, so the viewer needs neither torch nor gradients) and ``features``
+[N, C] (the pooled features, for the scope check). The card carries what training fitted on the
+validation split: per-label calibration, operating points on calibrated probabilities with their
+basis, the scope check's statistics and the heatmap colour span.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 import torch
 
 from radreview import RESEARCH_USE_NOTICE
-from radreview.inference.card import InputCard, LabelCard, ModelCard, OperatingPoints, write_card
+from radreview.inference.card import Calibration, InputCard, LabelCard, ModelCard, OperatingPoints, write_card
 from radreview.training.card_sections import DISPLAY_NAMES, validation_section
 from radreview.training.checkpoint import load_model
 from radreview.training.model import CamExportWrapper
@@ -43,8 +46,8 @@ def export_onnx_graph(model: torch.nn.Module, height: int, width: int, out_path:
             (dummy,),
             str(out_path),
             input_names=["image"],
-            output_names=["logits", "cam"],
-            dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}, "cam": {0: "N"}},
+            output_names=["logits", "cam", "features"],
+            dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}, "cam": {0: "N"}, "features": {0: "N"}},
             opset_version=OPSET,
             do_constant_folding=True,
             dynamo=False,  # the TorchScript exporter needs no onnxscript and gives a compact graph
@@ -54,15 +57,18 @@ def export_onnx_graph(model: torch.nn.Module, height: int, width: int, out_path:
 def card_from_checkpoint(meta: dict[str, Any], validation: dict[str, Any] | None = None) -> ModelCard:
     """The model card from a checkpoint's metadata (and ``radreview evaluate``'s metrics.json)."""
     points = meta.get("operating_points", {})
+    calibrations = meta.get("calibration", {})
     labels = []
     for index, label in enumerate(meta["labels"]):
         ops = points.get(label["name"])
+        cal = calibrations.get(label["name"])
         labels.append(
             LabelCard(
                 name=label["name"], task=label["task"], index=index, activation=label["activation"],
                 operating_points=OperatingPoints(**ops) if ops else None,
                 display_name=DISPLAY_NAMES.get(label["name"], label["name"].replace("_", " ").capitalize()),
                 applies_to_regions=(),
+                calibration=Calibration(**cal) if cal else None,
             )
         )
     inp = meta["input"]
@@ -85,6 +91,8 @@ def card_from_checkpoint(meta: dict[str, Any], validation: dict[str, Any] | None
         training_run=meta.get("training_run", {}),
         licence=(f"{data['licence']} (derived from the training data; keep the attribution)" if data.get("licence") else ""),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        scope=meta.get("scope", {}),
+        cam=meta.get("cam", {}),
     )
 
 

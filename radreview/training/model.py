@@ -27,21 +27,30 @@ class MultiLabelClassifier(nn.Module):
 
     def forward_with_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits [N, K], cam [N, K, h, w]) from one pass; the CAM is in logit units without bias."""
-        features = self.backbone(x)
-        cam = torch.einsum("kc,nchw->nkhw", self.head.weight, features)
-        logits = self.head(features.mean(dim=(2, 3)))
+        logits, cam, _ = self.forward_all(x)
         return logits, cam
+
+    def forward_all(self, x: torch.Tensor, start_stage: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits [N, K], cam [N, K, h, w], pooled features [N, C]) from one pass (eval use)."""
+        features = self.backbone(x, start=start_stage)
+        cam = torch.einsum("kc,nchw->nkhw", self.head.weight, features)
+        pooled = features.mean(dim=(2, 3))
+        return self.head(pooled), cam, pooled
 
 
 class CamExportWrapper(nn.Module):
-    """What the ONNX file contains: ``image`` -> (``logits``, ``cam``)."""
+    """What the ONNX file contains: ``image`` -> (``logits``, ``cam``, ``features``).
+
+    ``features`` are the pooled features that feed the head: the scope check's input
+    (radreview.inference.scope).
+    """
 
     def __init__(self, model: MultiLabelClassifier) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.forward_with_cam(image)
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.model.forward_all(image)
 
 
 def freeze_lower_stages(model: MultiLabelClassifier, trainable_stages: int | None) -> int:

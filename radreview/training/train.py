@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from radreview.training.augment import AugmentConfig, augment_batch, to_model_input
+from radreview.training.augment import AugmentConfig, augment_batch, jpeg_recompress, to_model_input
 from radreview.training.backbones import build_backbone
 from radreview.training.checkpoint import save_checkpoint
 from radreview.training.datasets import LabelledDataset, LabelSpec, Sample, TaskKind, load_dataset
@@ -229,11 +229,13 @@ def _cache_features(
     chunks = []
     total = copies * len(pixels)
     done = 0
+    rng = np.random.default_rng(config.seed)
     for copy in range(copies):
         for i in range(0, len(pixels), 32):
             if is_cancelled and is_cancelled():
                 raise Cancelled("cancelled while caching features")
-            gray = torch.from_numpy(pixels[i : i + 32]).to(device).float().unsqueeze(1) / 255.0
+            raw = pixels[i : i + 32] if copy == 0 else jpeg_recompress(pixels[i : i + 32], config.augment, rng)
+            gray = torch.from_numpy(raw).to(device).float().unsqueeze(1) / 255.0
             if copy > 0:
                 gray = augment_batch(gray, config.augment, generator)
             x = to_model_input(gray, mean, std).contiguous(memory_format=torch.channels_last)
@@ -318,6 +320,7 @@ def train_classifier(config: TrainConfig, progress: Progress = None, is_cancelle
     y_train = torch.from_numpy(train_targets)
 
     history = _Log(out_dir)
+    jpeg_rng = np.random.default_rng(config.seed + 1)
     best: tuple[tuple[float, float], int, dict[str, torch.Tensor], dict[str, float]] | None = None
     step = 0
     for epoch in range(1, config.epochs + 1):
@@ -332,7 +335,8 @@ def train_classifier(config: TrainConfig, progress: Progress = None, is_cancelle
             if use_cache:
                 x = train_inputs[index].to(device).float()
             else:
-                gray = train_inputs[index].to(device).float().unsqueeze(1) / 255.0
+                raw = jpeg_recompress(train_inputs[index].numpy(), config.augment, jpeg_rng)
+                gray = torch.from_numpy(raw).to(device).float().unsqueeze(1) / 255.0
                 gray = augment_batch(gray, config.augment, generator)
                 x = to_model_input(gray, mean, std)
             logits = model(x.contiguous(memory_format=torch.channels_last), start_stage=start_stage)
@@ -368,9 +372,16 @@ def train_classifier(config: TrainConfig, progress: Progress = None, is_cancelle
     model.load_state_dict(best[2])
     # Thresholds for the card come from the model as exported: full precision from the pixels,
     # not from the float16 cache the epochs were validated on.
-    val_logits = predict_logits(model, torch.from_numpy(pixels["val"]), mean, std, device)
+    val_out = predict_outputs(model, torch.from_numpy(pixels["val"]), mean, std, device)
+    val_logits = val_out["logits"]
     val_probs = label_probabilities(val_logits, dataset.labels)
     operating_points = choose_operating_points(targets["val"], val_probs, dataset.labels)
+    # The scope check describes what the model was trained on: the training images as the epochs
+    # saw them, plain and augmented (the cached copies, or fresh ones drawn the same way).
+    if use_cache:
+        train_features = predict_outputs(model, train_inputs, mean, std, device, start_stage)["features"]
+    else:
+        train_features = _augmented_features(model, pixels["train"], copies, config, mean, std, device)
     duration = time.time() - started
     meta = {
         "name": config.name,
@@ -405,8 +416,70 @@ def train_classifier(config: TrainConfig, progress: Progress = None, is_cancelle
         "config": config.to_dict(),
         "history": history.rows,
     }
+    meta.update(_honest_card_fields(meta, val_out, targets["val"], train_features))
     checkpoint = save_checkpoint(out_dir / "checkpoint.pt", model, meta)
     return TrainResult(checkpoint, best[1], best[3], history.rows, duration, out_dir)
+
+
+@torch.no_grad()
+def predict_outputs(model: MultiLabelClassifier, inputs: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
+                    device: torch.device, start_stage: int = 0, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Logits [N, K], pooled features [N, C] and (from pixels only) CAMs [N, K, h, w] in float32."""
+    model.eval()
+    out: dict[str, list[np.ndarray]] = {"logits": [], "features": [], "cam": []}
+    for i in range(0, len(inputs), batch_size):
+        chunk = inputs[i : i + batch_size].to(device)
+        chunk = to_model_input(chunk.float().unsqueeze(1) / 255.0, mean, std) if start_stage == 0 else chunk.float()
+        logits, cam, pooled = model.forward_all(chunk.contiguous(memory_format=torch.channels_last), start_stage)
+        out["logits"].append(logits.float().cpu().numpy())
+        out["features"].append(pooled.float().cpu().numpy())
+        if start_stage == 0:
+            out["cam"].append(cam.float().cpu().numpy().astype(np.float16))
+    return {k: np.concatenate(v) for k, v in out.items() if v}
+
+
+def _augmented_features(model: MultiLabelClassifier, pixels: np.ndarray, copies: int, config: TrainConfig,
+                        mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> np.ndarray:
+    """Pooled features of the plain training images and ``copies - 1`` augmented copies."""
+    generator = torch.Generator().manual_seed(config.seed + 2)
+    rng = np.random.default_rng(config.seed + 2)
+    parts = [predict_outputs(model, torch.from_numpy(pixels), mean, std, device)["features"]]
+    for _ in range(copies - 1):
+        augmented = []
+        for i in range(0, len(pixels), 64):
+            gray = torch.from_numpy(jpeg_recompress(pixels[i : i + 64], config.augment, rng)).float().unsqueeze(1) / 255
+            augmented.append((augment_batch(gray, config.augment, generator)[:, 0] * 255).round().byte())
+        parts.append(predict_outputs(model, torch.cat(augmented), mean, std, device)["features"])
+    return np.concatenate(parts)
+
+
+def _honest_card_fields(meta: dict[str, Any], val_out: dict[str, np.ndarray], val_targets: np.ndarray,
+                        train_features: np.ndarray) -> dict[str, Any]:
+    """Calibration, operating points on calibrated probabilities (with their basis), the scope check
+    and the heatmap span, fitted on the validation split by the one fitting path
+    (radreview.training.calibrate) that ``radreview calibrate`` also uses."""
+    from radreview.training.calibrate import calibrated_card
+    from radreview.training.export import card_from_checkpoint
+
+    try:
+        card, report = calibrated_card(card_from_checkpoint(meta), val_out, val_targets.astype(np.float64),
+                                       train_features, reference={"dataset": Path(str(meta["training_data"]["source"])).name,
+                                                                  "fit_images": "train split, plain and augmented copies"})
+    except ValueError as exc:  # too few images to fit a scope check, one class only...
+        log.warning("no calibration or scope check for this run: %s", exc)
+        return {"calibration_report": {"skipped": str(exc)}}
+    return {
+        "operating_points_uncalibrated": meta["operating_points"],
+        "operating_points": {lab.name: {"possible": lab.operating_points.possible, "likely": lab.operating_points.likely,
+                                        "youden": lab.operating_points.youden, "basis": lab.operating_points.basis}
+                             for lab in card.labels if lab.operating_points},
+        "calibration": {lab.name: {"method": lab.calibration.method, "scale": lab.calibration.scale,
+                                   "offset": lab.calibration.offset, "fitted_on": lab.calibration.fitted_on}
+                        for lab in card.labels if lab.calibration},
+        "scope": card.scope,
+        "cam": card.cam,
+        "calibration_report": report,
+    }
 
 
 def _first_samples(dataset: LabelledDataset, n: int) -> LabelledDataset:
