@@ -17,8 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="the labelled dataset it was trained on (as radreview train reads it)")
     parser.add_argument("--split-file", required=True, help="split.csv of the training run")
     parser.add_argument("--out", required=True, help="the .onnx file to write (may be MODEL itself)")
-    parser.add_argument("--method", default="platt", choices=("platt", "temperature"),
-                        help="per-label calibration (default platt: also corrects the base rate)")
+    parser.add_argument("--method", default="auto", choices=("auto", "platt", "temperature"),
+                        help="per-label calibration (default auto: temperature or Platt, whichever fits the "
+                             "validation split better, none when neither helps)")
     parser.add_argument("--percentile", type=float, default=99.0,
                         help="scope threshold: this percentile of the validation split's distances (default 99)")
     parser.add_argument("--validation", help="metrics.json of radreview evaluate on the test split (card figures)")

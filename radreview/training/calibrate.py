@@ -5,9 +5,10 @@ trained on (with the run's split file) and writes a copy whose card holds
 - the **scope check** (:mod:`radreview.inference.scope`): mean and shrunk covariance of the pooled
   backbone features of the *training* split, threshold at the 99th percentile of the *validation*
   split's distances. No out-of-scope image is used;
-- per label a **calibration** fitted on the validation split (Platt scaling by default:
-  ``pos_weight`` in the loss shifts the base rate, which temperature scaling cannot undo; softmax
-  tasks share one temperature);
+- per label a **calibration** fitted on the validation split (``auto``: temperature or Platt
+  scaling, whichever has the lower validation NLL, or none when the raw logits are better already;
+  ``pos_weight`` in the loss shifts the base rate, which only Platt scaling undoes; softmax tasks
+  share one temperature);
 - **operating points** re-derived on the calibrated validation probabilities, each with the
   number of positives and negatives it rests on (too few: the label gets no tier);
 - the heatmap colour scale (``cam.span_logits``) from the validation positives' local evidence.
@@ -124,6 +125,16 @@ def _softmax_temperature(logits: np.ndarray, classes: np.ndarray) -> float:
     return math.exp((low + high) / 2)
 
 
+def _best_fit(y: np.ndarray, logits: np.ndarray):
+    """Temperature or Platt scaling, whichever gives the lower validation NLL; neither when the raw
+    logits are already better (a near-separable label, where Platt's smoothed targets only blur)."""
+    fits = [fit_logit_calibration(y, logits, m) for m in ("temperature", "platt")]
+    best = min(fits, key=lambda f: f.nll_after)
+    if best.nll_after >= best.nll_before:
+        return replace(best, method="identity")
+    return best
+
+
 def fit_label_calibrations(card: ModelCard, logits: np.ndarray, targets: np.ndarray, method: str,
                            n_description: str) -> tuple[dict[str, Calibration], dict[str, dict[str, Any]]]:
     """Per label a :class:`Calibration` (and a report: NLL and ECE before/after) from validation data."""
@@ -146,7 +157,7 @@ def fit_label_calibrations(card: ModelCard, logits: np.ndarray, targets: np.ndar
             if y.min() == y.max():
                 log.warning("label %s: only one class in the validation split; left uncalibrated", lab.name)
                 continue
-            fit = fit_logit_calibration(y, logits[:, lab.index], method)
+            fit = _best_fit(y, logits[:, lab.index]) if method == "auto" else fit_logit_calibration(y, logits[:, lab.index], method)
             if fit.method == "identity":
                 continue
             raw_p = 1 / (1 + np.exp(-logits[:, lab.index]))
@@ -191,7 +202,7 @@ def cam_span(card: ModelCard, raw_logits: np.ndarray, cam: np.ndarray, targets: 
 
 
 def calibrated_card(card: ModelCard, val: dict[str, np.ndarray], val_targets: np.ndarray, train_features: np.ndarray,
-                    method: str = "platt", percentile: float = DEFAULT_PERCENTILE,
+                    method: str = "auto", percentile: float = DEFAULT_PERCENTILE,
                     reference: dict[str, Any] | None = None) -> tuple[ModelCard, dict[str, Any]]:
     """The card with scope check, calibrations, operating points and CAM span fitted (a pure function)."""
     n_val = len(val_targets)
@@ -250,7 +261,7 @@ def calibrate_model_file(
     data: str | Path | LabelledDataset,
     split_file: str | Path,
     out_path: str | Path,
-    method: str = "platt",
+    method: str = "auto",
     percentile: float = DEFAULT_PERCENTILE,
     cache_dir: str | Path | None = None,
     validation: str | Path | None = None,
