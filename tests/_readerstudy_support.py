@@ -21,7 +21,7 @@ from radreview.readerstudy.design import (
     read_case_list,
 )
 
-PIN = "2468"
+PIN = "482916"
 
 
 def fracatlas_cases(fracatlas_dir: Path, n: int) -> list[tuple[str, Path, int]]:
