@@ -110,10 +110,12 @@ def append_audit(session: Session, study_id: int | None, actor: str, action: str
     detail = dict(detail or {})
     session.flush()  # earlier pending rows (a read) go in first
     if session.get_bind().dialect.name == "postgresql":
-        # The trigger assigns the id and the hashes under its lock; no RETURNING, because a
-        # reader's role may add entries but not read them.
-        session.execute(insert(AuditRow.__table__).values(
-            study_id=study_id, at=at, actor=actor, action=action, detail=detail))
+        # The trigger assigns the id and the hashes under its lock. Plain SQL, because an insert()
+        # construct would add RETURNING id, and a reader's role may add entries but not read them.
+        session.execute(text(
+            "INSERT INTO audit_log (study_id, at, actor, action, detail) "
+            "VALUES (:study_id, :at, :actor, :action, CAST(:detail AS json))"),
+            {"study_id": study_id, "at": at, "actor": actor, "action": action, "detail": json.dumps(detail)})
         return
     last = session.execute(select(AuditRow.id, AuditRow.hash).order_by(AuditRow.id.desc()).limit(1)).first()
     entry_id = (last[0] if last else 0) + 1
@@ -188,7 +190,7 @@ def verify_study_record(db: Database) -> RecordCheck:
             if stored_prev != prev_hash:
                 check.problems.append(f"audit entry {entry_id} does not follow the entry before it "
                                       "(an entry was removed, inserted or reordered)")
-            elif stored_hash != entry_hash(stored_prev, entry_id, study_id, at, actor, action, detail_text):
+            if stored_hash != entry_hash(stored_prev, entry_id, study_id, at, actor, action, detail_text):
                 check.problems.append(f"audit entry {entry_id} ({action}) was changed after it was written")
             prev_hash = stored_hash
             if action == CHAIN_STARTED and reads_before is None:

@@ -411,7 +411,7 @@ def add_reader(db: Database, study_id: int, code: str, pin: str, *, db_role: str
     """
     from radreview.readerstudy.roles import RoleError, provision_reader_role
 
-    code = code.strip()
+    code = code.strip(" ")  # (a newline or other control character is refused, not removed)
     if not code:
         raise StudyDesignError("the reader needs an id")
     try:
