@@ -246,6 +246,16 @@ def test_reader_role_sees_no_truth_and_cannot_forge(request) -> None:
                                     "phase": "aided", "revision": 0, "revises": None, "decision": 1,
                                     "changed": None, "sham": None, "token": "forged-r0"},
              match="row-level security")
+    # Audit entries: only for the reader's own reads, and a false digest for one shows.
+    forged_entry = ("INSERT INTO audit_log (study_id, at, actor, action, detail) VALUES "
+                    "(:s, now(), 'reader:R1', 'read saved', CAST(:d AS json))")
+    _refused(handle, forged_entry, {"s": coordinator.study_id, "d": '{"read_id": 99999}'},
+             match="row-level security")
+    with handle.transaction() as session:
+        session.execute(text(forged_entry), {"s": coordinator.study_id,
+                                             "d": '{"read_id": %d, "read_sha256": "0"}' % aided.id})
+    assert coordinator.verify().problems == [f"audit entry {coordinator.verify().entries} claims read "
+                                             f"{aided.id}, which an earlier entry recorded"]
     # A guess cannot be tested inside a transaction that is then rolled back (erasing the
     # failure): neither the outcome nor the grant counts before the attempt has committed.
     probe = hashlib.sha256(b"probe").hexdigest()
@@ -259,9 +269,7 @@ def test_reader_role_sees_no_truth_and_cannot_forge(request) -> None:
         assert connection.execute(text("SELECT count(*) FROM sessions")).scalar() == 0
         attempt.rollback()
     assert len(coordinator.reads(all_revisions=True)) == 5
-    check = coordinator.verify()
-    assert check.intact, check.problems
-    assert check.reads_checked == 5
+    assert coordinator.verify().reads_checked == 5
     reader_db.close()
     admin.close()
 

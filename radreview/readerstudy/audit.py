@@ -199,7 +199,12 @@ def verify_study_record(db: Database) -> RecordCheck:
                 try:
                     detail = json.loads(detail_text)
                     if detail.get("read_sha256"):
-                        digests[int(detail["read_id"])] = str(detail["read_sha256"])
+                        read_id = int(detail["read_id"])
+                        if read_id in digests:
+                            check.problems.append(f"audit entry {entry_id} claims read {read_id}, "
+                                                  "which an earlier entry recorded")
+                        else:
+                            digests[read_id] = str(detail["read_sha256"])
                 except (ValueError, TypeError, KeyError, AttributeError):
                     check.problems.append(f"audit entry {entry_id} has an unreadable detail")
         check.head = prev_hash

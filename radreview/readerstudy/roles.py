@@ -122,6 +122,16 @@ def grant_reader_privileges(session: Session, role: str) -> None:
                          "current_database(), current_setting('radreview.new_role')); "
                          "EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', current_schema(), "
                          "current_setting('radreview.new_role')); END $$"))
+    try:
+        with session.begin_nested():
+            # A reader's connection left idle inside a transaction would hold up the audit chain
+            # (and so every other save); the server ends such a transaction after 5 minutes.
+            session.execute(text(
+                "DO $$ BEGIN EXECUTE format('ALTER ROLE %I IN DATABASE %I SET "
+                "idle_in_transaction_session_timeout = %L', current_setting('radreview.new_role'), "
+                "current_database(), '300s'); END $$"))
+    except DBAPIError:  # the coordinator may not alter a role the site made: not essential
+        pass
     for table, columns in READER_SELECT.items():
         session.execute(text(f"GRANT SELECT ({', '.join(columns)}) ON {table} TO {who}"))
     for table, columns in READER_INSERT.items():

@@ -339,7 +339,8 @@ PG_POLICIES = (
     ("reads", "reader_insert_own", "INSERT", "reader_id = (SELECT radreview_token_reader())"),
     ("audit_log", "reader_insert_own", "INSERT",
      "study_id = (SELECT radreview_current_study()) AND action IN ('read saved', 'read revised') "
-     "AND actor = (SELECT 'reader:' || code FROM readers WHERE id = (SELECT radreview_token_reader()))"),
+     "AND actor = (SELECT 'reader:' || code FROM readers WHERE id = (SELECT radreview_token_reader())) "
+     "AND (detail ->> 'read_id') IN (SELECT id::text FROM reads WHERE reader_id = (SELECT radreview_token_reader()))"),
 )
 PG_RLS_TABLES = ("studies", "readers", "arms", "sessions", "assignments", "cases", "case_images",
                  "ai_outputs", "reads", "audit_log", "reader_sign_ins")
