@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Text, cast, insert, select, text, type_coerce
+from sqlalchemy import DateTime, Text, bindparam, cast, select, text
 from sqlalchemy.orm import Session
 
 from radreview.readerstudy.schema import AuditRow, ReadRow
@@ -103,30 +103,41 @@ def read_digest(read: Mapping[str, Any]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+# Built once: a save is one human action, but the load tests save thousands.
+_LAST_ENTRY = select(AuditRow.id, AuditRow.hash).order_by(AuditRow.id.desc()).limit(1)
+# The detail is bound as text, stored as is (not re-serialised by the JSON type), so the hash
+# covers exactly the stored text.
+_INSERT_SQLITE = text(
+    "INSERT INTO audit_log (id, study_id, at, actor, action, detail, prev_hash, hash) "
+    "VALUES (:id, :study_id, :at, :actor, :action, :detail, :prev_hash, :hash)"
+).bindparams(bindparam("at", type_=DateTime(timezone=True)))
+# PostgreSQL: the trigger assigns the id and the hashes under its lock. Plain SQL, because an
+# insert() construct would add RETURNING id, and a reader's role may add entries but not read them.
+_INSERT_POSTGRESQL = text(
+    "INSERT INTO audit_log (study_id, at, actor, action, detail) "
+    "VALUES (:study_id, :at, :actor, :action, CAST(:detail AS json))"
+)
+
+
 def append_audit(session: Session, study_id: int | None, actor: str, action: str,
                  detail: Mapping[str, Any] | None = None, at: datetime | None = None) -> None:
     """Append one entry to the audit log in ``session``'s transaction, extending the chain."""
     at = utc(at or datetime.now(UTC))
     detail = dict(detail or {})
     session.flush()  # earlier pending rows (a read) go in first
+    detail_text = json.dumps(detail)
     if session.get_bind().dialect.name == "postgresql":
-        # The trigger assigns the id and the hashes under its lock. Plain SQL, because an insert()
-        # construct would add RETURNING id, and a reader's role may add entries but not read them.
-        session.execute(text(
-            "INSERT INTO audit_log (study_id, at, actor, action, detail) "
-            "VALUES (:study_id, :at, :actor, :action, CAST(:detail AS json))"),
-            {"study_id": study_id, "at": at, "actor": actor, "action": action, "detail": json.dumps(detail)})
+        session.execute(_INSERT_POSTGRESQL, {"study_id": study_id, "at": at, "actor": actor,
+                                             "action": action, "detail": detail_text})
         return
-    last = session.execute(select(AuditRow.id, AuditRow.hash).order_by(AuditRow.id.desc()).limit(1)).first()
+    last = session.execute(_LAST_ENTRY).first()
     entry_id = (last[0] if last else 0) + 1
     prev_hash = last[1] if last else None
-    # The text is stored as is (not re-serialised by the JSON type), so the hash covers exactly it.
-    detail_text = json.dumps(detail)
-    session.execute(insert(AuditRow.__table__).values(
-        id=entry_id, study_id=study_id, at=at, actor=actor, action=action,
-        detail=type_coerce(detail_text, Text), prev_hash=prev_hash,
-        hash=entry_hash(prev_hash, entry_id, study_id, at, actor, action, detail_text),
-    ))
+    session.execute(_INSERT_SQLITE, {
+        "id": entry_id, "study_id": study_id, "at": at, "actor": actor, "action": action,
+        "detail": detail_text, "prev_hash": prev_hash,
+        "hash": entry_hash(prev_hash, entry_id, study_id, at, actor, action, detail_text),
+    })
 
 
 @dataclass
