@@ -21,7 +21,7 @@ from radreview.readerstudy.design import (
     read_case_list,
 )
 
-PIN = "2468"
+PIN = "482916"
 
 
 def fracatlas_cases(fracatlas_dir: Path, n: int) -> list[tuple[str, Path, int]]:
@@ -90,10 +90,30 @@ def postgres_database(request) -> str:  # type: ignore[no-untyped-def]
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
 
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+
     def drop() -> None:
+        # Readers' login roles belong to the whole server: drop the ones this database made.
+        roles: list[str] = []
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                roles = list(conn.execute(text("SELECT db_role FROM readers WHERE db_role IS NOT NULL")).scalars())
+        except Exception:  # no readers table: the test never migrated the database
+            pass
+        engine.dispose()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for role in roles:
+                conn.execute(text('DROP ROLE IF EXISTS "' + role.replace('"', '""') + '"'))
         admin.dispose()
 
     request.addfinalizer(drop)
-    return make_url(base).set(database=name).render_as_string(hide_password=False)
+    return url
+
+
+def as_role(url: str, role: str) -> str:
+    """The same database, logged in as ``role`` (the test server trusts local connections)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)

@@ -131,7 +131,7 @@ def test_sign_in_checks_the_pin_hash(db, tmp_path, fracatlas_dir) -> None:
         stored = session.execute(text("SELECT pin_hash FROM readers")).scalar_one()
     assert PIN not in stored and stored.startswith("scrypt$")
     with pytest.raises(StudyDesignError, match="already exists"):
-        add_reader(db, 1, "R1", "9999")
+        add_reader(db, 1, "R1", "935871")
 
 
 def test_crossover_randomises_arm_order_and_enforces_the_washout(db, tmp_path, fracatlas_dir) -> None:

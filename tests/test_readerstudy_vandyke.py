@@ -30,11 +30,11 @@ def test_van_dyke_through_the_reader_study_matches_mrmcaov(mrmc_dir) -> None:
     study_id = create_study(db, StudyDesign("vandyke", mode="crossover", confidence_scale="5-point",
                                             seed=1993), cases, ai)
     for reader in sorted({r["reader"] for r in rows}):
-        add_reader(db, study_id, reader, "1993")
+        add_reader(db, study_id, reader, "vd-1993")
     coordinator = Coordinator(db)
     source = {c.code: c.source_id for c in coordinator.cases()}
     for reader in coordinator.readers():
-        session = sign_in(db, "vandyke", reader, "1993")
+        session = sign_in(db, "vandyke", reader, "vd-1993")
         for assignment_id, code, _, missing in session.worklist():
             for phase in missing:
                 value = rating[(reader, source[code], phase)]

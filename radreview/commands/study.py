@@ -4,11 +4,15 @@
         --mode sequential --scale both --sham-share 0.1
     radreview study add-reader --db study.db --reader R1            (asks for the PIN)
     radreview study status --db study.db
+    radreview study verify --db study.db                            (audit chain and reading record)
+    radreview study unlock-reader --db study.db --reader R1         (after repeated failed sign-ins)
     radreview study export --db study.db --out exports/             (add --identifiers to include ids)
     radreview study report --db study.db --out report.html [--pdf report.pdf]
     radreview study read --db study.db                              (the reading window)
 
-``--db`` takes a SQLite file path or a ``postgresql://user@host/db`` URL.
+``--db`` takes a SQLite file path or a ``postgresql://user@host/db`` URL. A SQLite study file is one
+trusted operator's; on PostgreSQL every reader gets a database role of their own
+(``add-reader``, ``reader-role``; see docs/security_readerstudy.md).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from radreview import RESEARCH_USE_NOTICE
 
 log = logging.getLogger(__name__)
 PIN_ENV = "RADREVIEW_READER_PIN"
+DB_PASSWORD_ENV = "RADREVIEW_READER_DB_PASSWORD"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,12 +57,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--sham-share", type=float, default=0.0,
                         help="share of cases whose AI output is replaced by an altered one")
     create.add_argument("--seed", type=int, help="randomisation seed (recorded; random if omitted)")
+    create.add_argument("--pin-min-length", type=int, default=6, help="shortest PIN a reader may have (>= 4)")
+    create.add_argument("--lock-after", type=int, default=10,
+                        help="failed sign-ins that lock a reader until unlock-reader")
+    create.add_argument("--sign-in-delay", type=float, default=1.0,
+                        help="seconds to wait after the 3rd failed sign-in, doubling with each further one")
 
     reader = with_db(actions.add_parser("add-reader", help="add a reader (PIN from the prompt or "
-                                        f"${PIN_ENV})"))
-    reader.add_argument("--reader", required=True, help="reader id")
+                                        f"${PIN_ENV}; on PostgreSQL also their database role)"))
+    reader.add_argument("--reader", required=True, help="reader id (letters, digits, . _ -)")
+    reader.add_argument("--db-role", help="PostgreSQL: use this existing login role for the reader "
+                        "(default: create rr_<reader>_<digest>, password from the prompt or "
+                        f"${DB_PASSWORD_ENV})")
 
-    with_db(actions.add_parser("status", help="progress per reader"))
+    role = with_db(actions.add_parser("reader-role", help="PostgreSQL: create or re-grant a reader's "
+                                      "database role (e.g. for readers added before roles existed)"))
+    role.add_argument("--reader", required=True, help="reader id")
+    role.add_argument("--db-role", help="an existing login role to use")
+
+    unlock = with_db(actions.add_parser("unlock-reader", help="unlock a reader after failed sign-ins"))
+    unlock.add_argument("--reader", required=True, help="reader id")
+
+    with_db(actions.add_parser("status", help="progress per reader, locked readers, record check"))
+    with_db(actions.add_parser("verify", help="check the audit chain, every read against its audit "
+                               "entry and the database's protections (exit 1 if tampered)"))
 
     export = with_db(actions.add_parser("export", help="CSV, JSON, iMRMC, MRMC long format, report"))
     export.add_argument("--out", required=True, type=Path, help="output folder")
@@ -75,6 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from radreview.readerstudy.db import DatabaseError, open_database
     from radreview.readerstudy.design import StudyDesignError
+    from radreview.readerstudy.export import ExportError
 
     if args.study_action == "read":
         return _read(args)
@@ -84,9 +108,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"radreview study: {exc}", file=sys.stderr)
         return 2
     try:
-        return {"create": _create, "add-reader": _add_reader, "status": _status, "export": _export,
-                "report": _report}[args.study_action](db, args)
-    except (StudyDesignError, OSError) as exc:
+        return {"create": _create, "add-reader": _add_reader, "reader-role": _reader_role,
+                "unlock-reader": _unlock_reader, "status": _status, "verify": _verify,
+                "export": _export, "report": _report}[args.study_action](db, args)
+    except (StudyDesignError, ExportError, OSError) as exc:
         print(f"radreview study {args.study_action}: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -95,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _create(db, args) -> int:  # type: ignore[no-untyped-def]
     from radreview.readerstudy.design import StudyDesign, create_study, read_ai_outputs, read_case_list
+    from radreview.readerstudy.security import SignInPolicy
 
     cases = read_case_list(args.cases)
     ai = read_ai_outputs(args.ai, cases, args.ai_label) if args.ai else []
@@ -102,6 +128,8 @@ def _create(db, args) -> int:  # type: ignore[no-untyped-def]
         name=args.name, question=args.question, confidence_scale=args.scale, mode=args.mode,
         ai_models=args.model, threshold=args.threshold, washout_days=args.washout_days,
         sham_share=args.sham_share, seed=args.seed,
+        sign_in=SignInPolicy(pin_min_length=args.pin_min_length, lock_after=args.lock_after,
+                             delay_s=args.sign_in_delay, delay_after=min(3, args.lock_after)),
     )
     create_study(db, design, cases, ai)
     print(f"created study {args.name!r} in {db}: {len(cases)} cases, mode {args.mode}. {RESEARCH_USE_NOTICE}")
@@ -118,9 +146,63 @@ def _add_reader(db, args) -> int:  # type: ignore[no-untyped-def]
         if getpass.getpass("repeat the PIN: ") != pin:
             print("radreview study add-reader: the PINs differ", file=sys.stderr)
             return 2
-    add_reader(db, study_id, args.reader, pin)
+    password = _db_password(db, args) if db.dialect == "postgresql" and not args.db_role else None
+    add_reader(db, study_id, args.reader, pin, db_role=args.db_role, db_password=password)
     print(f"added reader {args.reader!r}")
+    if db.dialect == "postgresql":
+        _print_role(db, study_id, args.reader)
     return 0
+
+
+def _db_password(db, args) -> str:  # type: ignore[no-untyped-def]
+    """The new role's password: from the environment, or asked for (empty: the server
+    authenticates the role another way, e.g. certificates or LDAP)."""
+    password = os.environ.get(DB_PASSWORD_ENV)
+    if password is None:
+        password = getpass.getpass(f"database password for reader {args.reader}'s role (empty: none): ")
+        if password and getpass.getpass("repeat the database password: ") != password:
+            raise OSError("the database passwords differ")
+    return password
+
+
+def _print_role(db, study_id: int, reader: str) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from radreview.readerstudy.schema import ReaderRow
+
+    with db.transaction(readonly=True) as session:
+        role = session.scalar(select(ReaderRow.db_role).where(ReaderRow.study_id == study_id,
+                                                              ReaderRow.code == reader))
+    print(f"reader {reader!r} connects as database role {role!r}: "
+          f"radreview study read --db postgresql://{role}@HOST/DATABASE")
+
+
+def _reader_role(db, args) -> int:  # type: ignore[no-untyped-def]
+    from radreview.readerstudy.design import reader_role, study_id_by_name
+
+    study_id = study_id_by_name(db, args.study)
+    password = _db_password(db, args) if db.dialect == "postgresql" and not args.db_role else None
+    reader_role(db, study_id, args.reader, args.db_role, password)
+    _print_role(db, study_id, args.reader)
+    return 0
+
+
+def _unlock_reader(db, args) -> int:  # type: ignore[no-untyped-def]
+    from radreview.readerstudy.design import study_id_by_name, unlock_reader
+
+    failures = unlock_reader(db, study_id_by_name(db, args.study), args.reader)
+    print(f"unlocked reader {args.reader!r} ({failures} failed sign-ins since the last success)")
+    return 0
+
+
+def _verify(db, args) -> int:  # type: ignore[no-untyped-def]
+    from radreview.readerstudy.coordinator import Coordinator
+
+    check = Coordinator(db, args.study).verify()
+    print(f"reading record: {check.summary()}")
+    for problem in check.problems[1:]:
+        print(f"  also: {problem}")
+    return 0 if check.intact else 1
 
 
 def _status(db, args) -> int:  # type: ignore[no-untyped-def]
@@ -133,7 +215,9 @@ def _status(db, args) -> int:  # type: ignore[no-untyped-def]
     print(f"{'reader':<16}{'done':>8}{'total':>8}{'%':>7}{'reads':>8}  last read")
     for s in coordinator.status():
         last = s.last_read_at.strftime("%Y-%m-%d %H:%M") if s.last_read_at else "–"
-        print(f"{s.reader:<16}{s.cases_done:>8}{s.cases_total:>8}{100 * s.fraction:>6.0f}%{s.reads:>8}  {last}")
+        locked = "  LOCKED (unlock-reader)" if s.locked else ""
+        print(f"{s.reader:<16}{s.cases_done:>8}{s.cases_total:>8}{100 * s.fraction:>6.0f}%{s.reads:>8}  {last}{locked}")
+    print(f"reading record: {coordinator.verify().summary()}")
     return 0
 
 

@@ -1,7 +1,9 @@
 """The coordinator's view of a study: design, progress, every read, truth and AI outputs.
 
 This is separate from :class:`radreview.readerstudy.reading.ReaderSession` on purpose: only the
-coordinator's tools (``radreview study status|export|report``) use it.
+coordinator's tools (``radreview study status|export|report``) use it. It refuses a signed-in
+reader's handle, and on PostgreSQL a connection made with a reader's own database role (which
+could not read the truth anyway: that role has no privilege on it).
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from radreview.readerstudy.audit import RecordCheck, verify_study_record
 from radreview.readerstudy.db import Database
 from radreview.readerstudy.design import study_id_by_name
+from radreview.readerstudy.reading import failed_sign_ins
+from radreview.readerstudy.security import SignInPolicy
 from radreview.readerstudy.schema import (
     AIOutputRow,
     ArmRow,
@@ -36,6 +41,8 @@ class ReaderStatus:
     cases_total: int
     reads: int  # rows, revisions included
     last_read_at: datetime | None
+    failed_sign_ins: int = 0  # since the last success or unlock
+    locked: bool = False
 
     @property
     def fraction(self) -> float:
@@ -68,12 +75,31 @@ def _aware(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+class CoordinatorRefused(PermissionError):
+    """The coordinator's view was asked for on a reader's handle or database role."""
+
+
 class Coordinator:
     """Read access to everything in one study, for the people running it."""
 
     def __init__(self, db: Database, study: str | None = None) -> None:
+        if db.reader is not None:
+            raise CoordinatorRefused(f"this database handle belongs to reader {db.reader}: the coordinator's "
+                                     "view needs the coordinator's own")
+        if db.dialect == "postgresql":
+            from radreview.readerstudy.roles import is_reader_connection
+
+            with db.transaction(readonly=True) as session:
+                if is_reader_connection(session):
+                    raise CoordinatorRefused(f"{db}: this is a reader's database role; the coordinator's "
+                                             "view needs the coordinator's role")
         self.db = db
         self.study_id = study_id_by_name(db, study)
+
+    def verify(self) -> RecordCheck:
+        """The audit chain, each read against its audit entry, and the database's protections
+        (the whole database, not only this study: the chain runs through all of it)."""
+        return verify_study_record(self.db)
 
     def design(self) -> dict[str, Any]:
         with self.db.transaction(readonly=True) as session:
@@ -126,7 +152,9 @@ class Coordinator:
         with self.db.transaction(readonly=True) as session:
             readers = session.scalars(select(ReaderRow).where(ReaderRow.study_id == self.study_id)
                                       .order_by(ReaderRow.id)).all()
+            policy = SignInPolicy.from_settings(session.get(StudyRow, self.study_id).settings)  # type: ignore[union-attr]
             for reader in readers:
+                failures, _ = failed_sign_ins(session, self.study_id, reader.code)
                 sessions = session.execute(
                     select(SessionRow, ArmRow).join(ArmRow, ArmRow.id == SessionRow.arm_id)
                     .where(SessionRow.reader_id == reader.id)
@@ -146,7 +174,8 @@ class Coordinator:
                     select(func.count(ReadRow.id), func.max(ReadRow.created_at))
                     .where(ReadRow.reader_id == reader.id)
                 ).one()
-                result.append(ReaderStatus(reader.code, len(sessions), done, total, reads, _aware(last)))
+                result.append(ReaderStatus(reader.code, len(sessions), done, total, reads, _aware(last),
+                                           failures, failures >= policy.lock_after))
         return result
 
     def cases(self) -> list[CaseRecord]:

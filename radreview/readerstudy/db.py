@@ -7,6 +7,15 @@ opening the same database at once do not race each other.
 SQLite is opened in WAL mode with foreign keys enforced and ``synchronous=FULL``: a committed read
 survives a crash or power loss. Every transaction starts with ``BEGIN IMMEDIATE`` so that
 concurrent writers queue on the busy timeout instead of failing when a reader upgrades to a writer.
+
+A SQLite study file is one trusted operator's: whoever can open the file can read and change
+everything in it (the triggers and the audit chain make changes refused or visible, not
+impossible). Separating readers from each other and from the truth against a determined person
+needs PostgreSQL with one database role per reader (``docs/security_readerstudy.md``).
+
+A signed-in reader works through a *reader handle* (:meth:`Database.reader_handle`): on
+PostgreSQL its connections present the reader's sign-in token to row-level security; on both it
+is marked as the reader's, and the coordinator's tools refuse it.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 7_345_201
 SQLITE_BUSY_TIMEOUT_S = 60.0
 # The newest migration; a test checks it against the migrations folder.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 
 class DatabaseError(RuntimeError):
@@ -81,7 +90,11 @@ class Database:
 
     url: str
     engine: Engine
+    # Set on a signed-in reader's handle: the reader code (the coordinator's tools refuse it).
+    reader: str | None = None
     _lock_file: IO[bytes] | None = field(default=None, repr=False)
+    _parent: Database | None = field(default=None, repr=False)
+    _handles: list[Database] = field(default_factory=list, repr=False)
 
     @property
     def dialect(self) -> str:
@@ -99,6 +112,24 @@ class Database:
             with session.begin():
                 yield session
 
+    def reader_handle(self, reader_code: str, token: str | None = None) -> Database:
+        """A handle for one signed-in reader, sharing this database's lock (and, on SQLite, its
+        engine). On PostgreSQL it has its own connections, each presenting ``token`` to the
+        row-level security policies (``radreview.token``); closed with this database."""
+        engine = self.engine
+        if self.dialect == "postgresql" and token is not None:
+            engine = create_engine(self.url, pool_pre_ping=True)
+
+            @event.listens_for(engine, "connect")
+            def _present_token(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+                with dbapi_connection.cursor() as cursor:
+                    cursor.execute("SELECT set_config('radreview.token', %s, false)", (token,))
+                dbapi_connection.commit()
+
+        handle = Database(self.url, engine, reader=reader_code, _parent=self)
+        self._handles.append(handle)
+        return handle
+
     @contextmanager
     def _writer_lock(self, readonly: bool) -> Iterator[None]:
         """Queue SQLite writers of all processes on an OS file lock.
@@ -111,6 +142,10 @@ class Database:
         if readonly or fcntl is None or not self.url.startswith("sqlite:///"):
             yield  # PostgreSQL, or an in-memory SQLite database (one process only)
             return
+        if self._parent is not None:  # one lock file per process: flock would block on a second one
+            with self._parent._writer_lock(readonly):
+                yield
+            return
         if self._lock_file is None:
             path = Path(self.url.removeprefix("sqlite:///") + ".writelock")
             self._lock_file = open(path, "a+b")  # noqa: SIM115 - kept open for the life of the Database
@@ -121,6 +156,11 @@ class Database:
             fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
 
     def close(self) -> None:
+        for handle in self._handles:
+            handle.close()
+        self._handles.clear()
+        if self._parent is not None and self.engine is self._parent.engine:
+            return  # the engine is the parent's
         self.engine.dispose()
         if self._lock_file is not None:
             self._lock_file.close()

@@ -13,6 +13,11 @@ A sham-AI option replaces the AI output shown on a chosen share of cases by a de
 one (the probability mirrored, ``1 - p``), recording both the real and the shown output.
 Every random choice uses a recorded seed: the study seed for the case codes and sham cases, and a
 per-reader seed (derived from the study seed and the reader's rank) for the reader's order.
+
+Nothing from an input file is trusted: reader codes and case ids must come from a safe character
+set (:mod:`radreview.readerstudy.identifiers`), free text may not hold control characters, and
+PINs must be long enough and not easy to guess. The study records its sign-in policy (minimum PIN
+length, delays and lock after failed sign-ins) in ``settings["security"]``.
 """
 
 from __future__ import annotations
@@ -28,19 +33,25 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from radreview.readerstudy.audit import append_audit
 from radreview.readerstudy.db import Database
+from radreview.readerstudy.identifiers import (
+    IdentifierError,
+    check_case_id,
+    check_reader_code,
+    check_text,
+)
 from radreview.readerstudy.schema import (
     AIOutputRow,
     ArmRow,
     AssignmentRow,
-    AuditRow,
     CaseImageRow,
     CaseRow,
     ReaderRow,
     SessionRow,
     StudyRow,
 )
-from radreview.readerstudy.security import hash_pin
+from radreview.readerstudy.security import SignInPolicy, check_pin, hash_pin
 
 MODES = ("unaided", "aided", "sequential", "crossover")
 SCALES = ("0-100", "5-point", "both")
@@ -88,10 +99,20 @@ class StudyDesign:
     sham_share: float = 0.0
     seed: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    # Minimum PIN length, delays and lock after failed sign-ins (kept in settings["security"]).
+    sign_in: SignInPolicy = field(default_factory=SignInPolicy)
 
     def validate(self) -> None:
         if not self.name.strip():
             raise StudyDesignError("the study needs a name")
+        try:
+            check_text(self.name, "the study name", 200)
+            check_text(self.question, "the question", 2000)
+            for model in self.ai_models:
+                check_text(model, "the model name", 200)
+            self.sign_in.validate()
+        except (IdentifierError, ValueError) as exc:
+            raise StudyDesignError(str(exc)) from None
         if self.mode not in MODES:
             raise StudyDesignError(f"reading mode {self.mode!r} is not one of {', '.join(MODES)}")
         if self.confidence_scale not in SCALES:
@@ -157,6 +178,10 @@ def read_case_list(path: str | Path) -> list[CaseSpec]:
         case_id = (row.get(columns["case_id"]) or "").strip()
         if not case_id:
             raise StudyDesignError(f"{where}: empty case_id")
+        try:
+            check_case_id(case_id)
+        except IdentifierError as exc:
+            raise StudyDesignError(f"{where}: {exc}") from None
         if case_id in seen:
             raise StudyDesignError(f"{where}: case_id {case_id!r} appears twice")
         seen.add(case_id)
@@ -262,7 +287,23 @@ def _flatten_prediction_records(data: list[Any]) -> list[dict[str, Any]]:
 
 
 def _audit(session, study_id: int | None, actor: str, action: str, **detail: Any) -> None:  # type: ignore[no-untyped-def]
-    session.add(AuditRow(study_id=study_id, at=_now(), actor=actor, action=action, detail=detail))
+    append_audit(session, study_id, actor, action, detail, _now())
+
+
+def _check_case_specs(cases: list[CaseSpec], outputs: list[AIOutputSpec]) -> None:
+    """Identifiers and texts of cases and AI outputs (also when they did not come from a file)."""
+    try:
+        for case in cases:
+            check_case_id(case.source_id)
+            if case.side is not None:
+                check_text(case.side, f"case {case.source_id}: the side", 20)
+            if case.region is not None:
+                check_text(case.region, f"case {case.source_id}: the region", 80)
+        for output in outputs:
+            check_text(output.model, "the model name", 200)
+            check_text(output.label, "the label", 80)
+    except IdentifierError as exc:
+        raise StudyDesignError(str(exc)) from None
 
 
 def arms_for_mode(mode: str) -> list[tuple[str, bool]]:
@@ -284,6 +325,7 @@ def create_study(
     design.validate()
     if not cases:
         raise StudyDesignError("the study has no cases")
+    _check_case_specs(cases, list(ai_outputs))
     seed = design.seed if design.seed is not None else random.SystemRandom().randrange(2**31)
     rng = random.Random(seed)
     models = list(design.ai_models) or sorted({o.model for o in ai_outputs})
@@ -312,8 +354,8 @@ def create_study(
         study = StudyRow(
             name=design.name, question=design.question, confidence_scale=design.confidence_scale,
             mode=design.mode, threshold=design.threshold, washout_days=design.washout_days,
-            sham_share=design.sham_share, seed=seed, ai_models=models, settings=design.settings,
-            created_at=_now(),
+            sham_share=design.sham_share, seed=seed, ai_models=models,
+            settings={**design.settings, "security": design.sign_in.to_settings()}, created_at=_now(),
         )
         session.add(study)
         session.flush()
@@ -359,12 +401,30 @@ def study_id_by_name(db: Database, name: str | None) -> int:
     return ids[0]
 
 
-def add_reader(db: Database, study_id: int, code: str, pin: str) -> int:
-    """Add a reader with a PIN; create their session(s) and randomised reading order."""
-    code = code.strip()
+def add_reader(db: Database, study_id: int, code: str, pin: str, *, db_role: str | None = None,
+               db_password: str | None = None) -> int:
+    """Add a reader with a PIN; create their session(s) and randomised reading order.
+
+    On PostgreSQL the reader also gets a database login role of their own (``db_role``, or a name
+    derived from the study; created with ``db_password`` if it does not exist yet), confined by
+    privileges and row-level security: see :mod:`radreview.readerstudy.roles`.
+    """
+    from radreview.readerstudy.roles import RoleError, provision_reader_role
+
+    code = code.strip(" ")  # (a newline or other control character is refused, not removed)
     if not code:
         raise StudyDesignError("the reader needs an id")
     try:
+        check_reader_code(code)
+    except IdentifierError as exc:
+        raise StudyDesignError(str(exc)) from None
+    if db_role is not None and db.dialect != "postgresql":
+        raise StudyDesignError("--db-role applies to PostgreSQL studies only")
+    with db.transaction(readonly=True) as session:
+        settings = session.scalar(select(StudyRow.settings).where(StudyRow.id == study_id))
+    policy = SignInPolicy.from_settings(settings)
+    try:
+        check_pin(pin, policy.pin_min_length, code)
         pin_hash = hash_pin(pin)
     except ValueError as exc:
         raise StudyDesignError(str(exc)) from exc
@@ -373,11 +433,17 @@ def add_reader(db: Database, study_id: int, code: str, pin: str) -> int:
             study = session.get(StudyRow, study_id)
             if study is None:
                 raise StudyDesignError(f"{db}: no study with id {study_id}")
+            if session.scalar(select(ReaderRow.id).where(ReaderRow.study_id == study_id,
+                                                         ReaderRow.code == code)) is not None:
+                raise StudyDesignError(f"reader {code!r} already exists in this study")
+            role = None
+            if db.dialect == "postgresql":
+                role = provision_reader_role(session, study_id, code, db_role, db_password)
             rank = session.scalar(select(func.count(ReaderRow.id)).where(ReaderRow.study_id == study_id))
             # Derived, recorded seed: reproducible from the study seed and the reader's rank.
             reader_seed = random.Random(f"{study.seed}:{rank}").randrange(2**31)
             reader = ReaderRow(study_id=study_id, code=code, pin_hash=pin_hash, seed=reader_seed,
-                               created_at=_now())
+                               created_at=_now(), db_role=role)
             session.add(reader)
             session.flush()
             rng = random.Random(reader_seed)
@@ -398,8 +464,51 @@ def add_reader(db: Database, study_id: int, code: str, pin: str) -> int:
                     AssignmentRow(session_id=row.id, case_id=case_id, position=position)
                     for position, case_id in enumerate(order)
                 )
-            _audit(session, study_id, COORDINATOR, "reader added", reader=code, seed=reader_seed,
-                   arm_order=[a.name for a in arms])
+            detail: dict[str, Any] = {"reader": code, "seed": reader_seed, "arm_order": [a.name for a in arms]}
+            if role is not None:
+                detail["db_role"] = role
+            _audit(session, study_id, COORDINATOR, "reader added", **detail)
             return reader.id
+    except RoleError as exc:
+        raise StudyDesignError(str(exc)) from None
     except IntegrityError as exc:
+        if "db_role" in str(exc.orig):
+            raise StudyDesignError(f"database role {db_role!r} already belongs to another reader") from None
         raise StudyDesignError(f"reader {code!r} already exists in this study") from exc
+
+
+def reader_role(db: Database, study_id: int, code: str, db_role: str | None = None,
+                db_password: str | None = None) -> str:
+    """PostgreSQL: give an existing reader (e.g. one added before roles existed) their own
+    database role, or grant an existing one its privileges again; return the role's name."""
+    from radreview.readerstudy.roles import RoleError, provision_reader_role
+
+    if db.dialect != "postgresql":
+        raise StudyDesignError("reader roles exist on PostgreSQL only; a SQLite study file has one trusted operator")
+    try:
+        with db.transaction() as session:
+            reader = session.scalar(select(ReaderRow).where(ReaderRow.study_id == study_id, ReaderRow.code == code))
+            if reader is None:
+                raise StudyDesignError(f"no reader {code!r} in this study")
+            role = provision_reader_role(session, study_id, code, db_role or reader.db_role, db_password)
+            if reader.db_role != role:
+                reader.db_role = role
+            _audit(session, study_id, COORDINATOR, "reader role", reader=code, db_role=role)
+            return role
+    except RoleError as exc:
+        raise StudyDesignError(str(exc)) from None
+    except IntegrityError:
+        raise StudyDesignError(f"database role {db_role!r} already belongs to another reader") from None
+
+
+def unlock_reader(db: Database, study_id: int, code: str) -> int:
+    """Unlock a reader locked by failed sign-ins (the count starts again); return the failures
+    that had been counted."""
+    from radreview.readerstudy.reading import UNLOCKED, failed_sign_ins
+
+    with db.transaction() as session:
+        if session.scalar(select(ReaderRow.id).where(ReaderRow.study_id == study_id, ReaderRow.code == code)) is None:
+            raise StudyDesignError(f"no reader {code!r} in this study")
+        failures, _ = failed_sign_ins(session, study_id, code)
+        _audit(session, study_id, COORDINATOR, UNLOCKED, reader=code, failures=failures)
+        return failures

@@ -3,6 +3,20 @@
 Cases appear under their pseudonymous codes. The coordinator's own case ids and the image paths
 (which often carry patient names or accession numbers) are written only with
 ``identifiers=True``.
+
+Spreadsheet formulas, decided per file:
+- ``reads.csv`` is for people and spreadsheets: every text cell that begins with ``=``, ``+``,
+  ``-``, ``@``, a tab or a carriage return gets a leading ``'`` (:func:`neutralise_cell`; comments
+  are free text);
+- ``study.imrmc`` and ``mrmc_long.csv`` are for the analysis tools (iMRMC, RJafroc, MRMCaov) and
+  are written exactly, without escaping: everything in them is a number, a fixed word, a generated
+  case code or a reader code, and reader codes are validated when added (no newline, no comma, no
+  leading formula character). A database made before that validation could still hold a bad
+  code, so these two writers check every identifier and refuse to write the file, naming it,
+  rather than write a forged header or an escaped value the tools would misread;
+- ``study.json`` is JSON (no formulas); the HTML report escapes everything it shows.
+Every export carries the audit chain's head (``study.json``: ``record``) so that a later
+``radreview study verify`` can be compared with it.
 """
 
 from __future__ import annotations
@@ -14,6 +28,8 @@ from typing import Any
 
 from radreview import RESEARCH_USE_NOTICE, __version__
 from radreview.readerstudy.coordinator import Coordinator
+from radreview.readerstudy.csv_safety import neutralise_cell
+from radreview.readerstudy.identifiers import safe_for_analysis_files
 from radreview.readerstudy.stats import MODALITIES, compute_statistics
 
 IDENTIFYING_COLUMNS = ("case_source_id",)
@@ -25,12 +41,26 @@ TIDY_COLUMNS = (
 )
 
 
+class ExportError(ValueError):
+    """An export cannot be written safely; the message names the file and the value."""
+
+
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, bool):
         return int(value)
-    return value
+    return neutralise_cell(value)
+
+
+def _check_identifiers(path: Path, what: str, values: Any) -> None:
+    bad = sorted({v for v in values if not safe_for_analysis_files(v)})
+    if bad:
+        raise ExportError(
+            f"{path.name}: {what} {bad[0]!r} cannot be written into an analysis file unescaped "
+            f"(a newline, comma, control character or leading = + - @); {len(bad)} such value(s); "
+            "the file was not written"
+        )
 
 
 def write_tidy_csv(coordinator: Coordinator, path: str | Path, *, identifiers: bool = False,
@@ -72,6 +102,7 @@ def study_document(coordinator: Coordinator, *, identifiers: bool = False) -> di
         "ai_outputs": [vars(o) for o in coordinator.ai_outputs()],
         "reads": reads,
         "audit_log": coordinator.audit(),
+        "record": coordinator.verify().to_dict(),
         "statistics": compute_statistics(coordinator).to_dict(),
     }
 
@@ -99,6 +130,8 @@ def write_imrmc(coordinator: Coordinator, path: str | Path) -> Path:
     cases = coordinator.cases()
     case_ids = {c.code: i for i, c in enumerate(cases, start=1)}
     readers = coordinator.readers()
+    _check_identifiers(path, "reader id", readers)
+    _check_identifiers(path, "case code", case_ids)
     reader_ids = {r: i for i, r in enumerate(readers, start=1)}
     reads = [r for r in coordinator.reads() if r[score] is not None]
     modalities = [m for m in MODALITIES if any(r["modality"] == m for r in reads)]
@@ -134,10 +167,13 @@ def write_mrmc_long(coordinator: Coordinator, path: str | Path) -> Path:
     """
     path = Path(path)
     score = _score_column(coordinator)
+    reads = coordinator.reads()
+    _check_identifiers(path, "reader id", (r["reader"] for r in reads))
+    _check_identifiers(path, "case code", (r["case"] for r in reads))
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["reader", "treatment", "case", "truth", "rating"])
-        for read in coordinator.reads():
+        for read in reads:
             if read[score] is not None:
                 writer.writerow([read["reader"], read["modality"], read["case"], read["truth"], read[score]])
     return path
@@ -151,11 +187,17 @@ def export_all(coordinator: Coordinator, folder: str | Path, *, identifiers: boo
 
     html, pdf = write_report(coordinator, folder / "report.html", folder / "report.pdf",
                              identifiers=identifiers)
-    return {
+    paths = {
         "reads_csv": write_tidy_csv(coordinator, folder / "reads.csv", identifiers=identifiers),
         "study_json": write_json(coordinator, folder / "study.json", identifiers=identifiers),
-        "imrmc": write_imrmc(coordinator, folder / "study.imrmc"),
-        "mrmc_long": write_mrmc_long(coordinator, folder / "mrmc_long.csv"),
-        "report_html": html,
-        "report_pdf": pdf,
     }
+    refused = []
+    for name, writer, filename in (("imrmc", write_imrmc, "study.imrmc"),
+                                   ("mrmc_long", write_mrmc_long, "mrmc_long.csv")):
+        try:
+            paths[name] = writer(coordinator, folder / filename)
+        except ExportError as exc:
+            refused.append(str(exc))
+    if refused:
+        raise ExportError("; ".join(refused) + f" (the other exports are in {folder})")
+    return paths | {"report_html": html, "report_pdf": pdf}

@@ -1,31 +1,50 @@
 """Reading: what a signed-in reader can see and save.
 
-:func:`sign_in` returns a :class:`ReaderSession`. It is the whole of a reader's access: it shows
-only the reader's own assignment (the current case, its images, the AI when the design reveals
-it) and the reader's own reads. It has no method that returns the truth, another reader's reads
-or the coordinator's identifiers; asking for another reader's row raises :class:`AccessDenied`.
+:func:`sign_in` returns a :class:`ReaderSession`; it is the only way to get one (the session's
+constructor takes a one-use grant that only a successful sign-in issues). It is the whole of a
+reader's access: it shows only the reader's own assignment (the current case, its images, the AI
+when the design reveals it) and the reader's own reads. It has no method that returns the truth,
+another reader's reads or the coordinator's identifiers; asking for another reader's row raises
+:class:`AccessDenied`. Its database handle is marked as the reader's, so the coordinator's tools
+refuse it. Every query names its columns, because on PostgreSQL a reader's own role has no
+privilege on the others (truth, PIN hashes, sham flags: see :mod:`radreview.readerstudy.roles`).
+
+Sign-in counts failures from the audit log (:class:`~radreview.readerstudy.security.SignInPolicy`):
+after a few, each attempt must wait longer; after more, the reader is locked until the coordinator
+unlocks them. On SQLite the rule runs here, in the writer's transaction; on PostgreSQL in the
+``radreview_sign_in`` database function, which records the attempt in a transaction of its own
+before the outcome can be read, so that a client rolling back cannot erase a failure.
 
 Saving follows three rules:
 - one committed transaction per save (the read and its audit entry), so a crash loses at most
   the read being typed;
 - a save is idempotent: it carries a ``client_token``; repeating a save whose commit already
   happened returns the stored read instead of creating a second one;
-- nothing is updated in place: :meth:`ReaderSession.revise` adds a row pointing at the old one.
+- nothing is updated in place: :meth:`ReaderSession.revise` adds a row pointing at the old one;
+- an unaided read is locked once the reader has seen the AI for the case: in sequential mode as
+  soon as it is saved, in crossover once the aided read of the case exists in the same or a later
+  sitting. The database refuses such a row too (migration 0002), whoever writes it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import secrets
 import uuid
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from radreview.readerstudy.audit import append_audit, read_digest, utc
 from radreview.readerstudy.db import Database
+from radreview.readerstudy.identifiers import is_reader_code
 from radreview.readerstudy.schema import (
     AIOutputRow,
     ArmRow,
@@ -38,7 +57,7 @@ from radreview.readerstudy.schema import (
     SessionRow,
     StudyRow,
 )
-from radreview.readerstudy.security import verify_pin
+from radreview.readerstudy.security import SignInPolicy, pin_digest, verify_pin
 
 PHASES = ("unaided", "aided")
 PHASES_BY_ARM = {"unaided": ("unaided",), "aided": ("aided",), "sequential": ("unaided", "aided")}
@@ -51,6 +70,18 @@ class ReadingError(RuntimeError):
 
 class AuthenticationError(ReadingError):
     pass
+
+
+class SignInThrottled(AuthenticationError):
+    """Too many failed sign-ins: the next attempt is answered only after ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ReaderLocked(AuthenticationError):
+    """Locked after repeated failures, until the coordinator unlocks the reader."""
 
 
 class AccessDenied(ReadingError, PermissionError):
@@ -149,41 +180,172 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+SIGN_IN_ACTIONS = {"ok": "sign-in", "refused": "sign-in refused", "throttled": "sign-in throttled",
+                   "locked": "sign-in locked"}
+UNLOCKED = "reader unlocked"
+# Columns of a read that a reader may see (on PostgreSQL the role has no privilege on the others).
+READ_COLUMNS = tuple(c for c in ReadRow.__table__.columns if c.name != "ai_shown_sham")
+
+
+def _actor(reader_code: str) -> str:
+    # An attempted code goes into the log only if it is a well-formed one.
+    return f"reader:{reader_code if is_reader_code(reader_code) else '(invalid id)'}"
+
+
+def failed_sign_ins(session: Session, study_id: int, reader_code: str) -> tuple[int, datetime | None]:
+    """Failed sign-ins since the reader's last success or unlock, and when the last one was."""
+    actor = _actor(reader_code)
+    reset = session.scalar(
+        select(func.max(AuditRow.id)).where(
+            AuditRow.study_id == study_id,
+            ((AuditRow.actor == actor) & (AuditRow.action == SIGN_IN_ACTIONS["ok"]))
+            | ((AuditRow.action == UNLOCKED) & (AuditRow.detail["reader"].as_string() == reader_code)),
+        )
+    )
+    count, last = session.execute(
+        select(func.count(AuditRow.id), func.max(AuditRow.at)).where(
+            AuditRow.study_id == study_id, AuditRow.actor == actor,
+            AuditRow.action == SIGN_IN_ACTIONS["refused"], AuditRow.id > (reset or 0),
+        )
+    ).one()
+    return int(count), (_aware(last) if last is not None else None)
+
+
+@dataclass(frozen=True, eq=False)
+class _SignInGrant:
+    """What a successful sign-in hands to :class:`ReaderSession` (once)."""
+
+    db: Database
+    study_id: int
+    reader_id: int
+    reader_code: str
+    clock: Callable[[], datetime]
+
+
+# Grants issued by sign_in() and not yet used: a ReaderSession is built only from one of these.
+_ISSUED: weakref.WeakSet[_SignInGrant] = weakref.WeakSet()
+
+
+def _refuse(outcome: str, reader_code: str, wait_s: float, policy: SignInPolicy | None) -> AuthenticationError:
+    if outcome == "locked":
+        return ReaderLocked(
+            f"reader {reader_code} is locked after {policy.lock_after if policy else 'repeated'} failed "
+            "sign-ins; the study coordinator can unlock it (radreview study unlock-reader)"
+        )
+    if outcome == "throttled":
+        return SignInThrottled(
+            f"too many failed sign-ins: wait {max(1, round(wait_s))} s before trying again", wait_s
+        )
+    return AuthenticationError("unknown study or reader, or wrong PIN")
+
+
 def sign_in(db: Database, study_name: str, reader_code: str, pin: str,
             clock: Callable[[], datetime] = _now) -> ReaderSession:
-    """Check the reader's PIN and return their session; failures are logged and refused."""
+    """Check the reader's PIN and return their session; every attempt is logged.
+
+    Raises :class:`SignInThrottled` while repeated failures make the reader wait,
+    :class:`ReaderLocked` once locked, :class:`AuthenticationError` for a wrong PIN or an unknown
+    study or reader. ``clock`` is the time used on SQLite (tests inject one; on PostgreSQL the
+    server's clock decides, since a reader's workstation is not trusted to tell the time).
+    """
+    if db.reader is not None:
+        raise AccessDenied("sign in from the study database, not from another reader's handle")
+    if db.dialect == "postgresql":
+        return _sign_in_postgresql(db, study_name, reader_code, pin, clock)
     with db.transaction() as session:
-        study = session.scalar(select(StudyRow).where(StudyRow.name == study_name))
+        # BEGIN IMMEDIATE: one sign-in at a time per study file, so the count below is exact
+        # across processes.
+        now = utc(clock())
+        study = session.execute(
+            select(StudyRow.id, StudyRow.settings).where(StudyRow.name == study_name)
+        ).first()
         reader = None
         if study is not None:
-            reader = session.scalar(
-                select(ReaderRow).where(ReaderRow.study_id == study.id, ReaderRow.code == reader_code)
-            )
-        ok = reader is not None and verify_pin(pin, reader.pin_hash)
-        session.add(AuditRow(
-            study_id=study.id if study else None, at=clock(), actor=f"reader:{reader_code}",
-            action="sign-in" if ok else "sign-in refused", detail={},
-        ))
-    if not ok:
-        raise AuthenticationError("unknown study or reader, or wrong PIN")
+            reader = session.execute(
+                select(ReaderRow.id, ReaderRow.pin_hash)
+                .where(ReaderRow.study_id == study.id, ReaderRow.code == reader_code)
+            ).first()
+        policy = SignInPolicy.from_settings(study.settings) if study is not None else None
+        outcome, wait_s = "refused", 0.0
+        if reader is not None and policy is not None:
+            failures, last = failed_sign_ins(session, study.id, reader_code)
+            decided, wait_s = policy.decide(failures, last, now)
+            outcome = decided or ("ok" if verify_pin(pin, reader.pin_hash) else "refused")
+        append_audit(session, study.id if study is not None else None, _actor(reader_code),
+                     SIGN_IN_ACTIONS[outcome], {"wait_s": round(wait_s, 3)} if wait_s else {}, now)
+    if outcome != "ok":
+        raise _refuse(outcome, reader_code, wait_s, policy)
     assert study is not None and reader is not None
-    return ReaderSession(db, study.id, reader.id, reader.code, clock)
+    grant = _SignInGrant(db.reader_handle(reader_code), study.id, reader.id, reader_code, clock)
+    _ISSUED.add(grant)
+    return ReaderSession(grant)
+
+
+def _sign_in_postgresql(db: Database, study_name: str, reader_code: str, pin: str,
+                        clock: Callable[[], datetime]) -> ReaderSession:
+    """The PIN digest goes to ``radreview_sign_in``, which never hands out a stored hash; the
+    attempt commits before its outcome is asked for (``radreview_sign_in_outcome``)."""
+    with db.transaction(readonly=True) as session:
+        salt = session.execute(text("SELECT radreview_pin_salt(:s, :r)"),
+                               {"s": study_name, "r": reader_code}).scalar_one()
+    try:
+        digest = pin_digest(pin, salt)
+    except (ValueError, TypeError):
+        raise AuthenticationError("unknown study or reader, or wrong PIN") from None
+    token = secrets.token_urlsafe(32)
+    token_sha256 = hashlib.sha256(token.encode()).hexdigest()
+    with db.transaction() as session:
+        session.execute(text("SELECT radreview_sign_in(:s, :r, :d, :t)"),
+                        {"s": study_name, "r": reader_code, "d": digest, "t": token_sha256})
+    with db.transaction(readonly=True) as session:
+        outcome, study_id, reader_id, wait_s = session.execute(
+            text("SELECT * FROM radreview_sign_in_outcome(:t)"), {"t": token_sha256}).one()
+    if outcome != "ok":
+        # (The threshold is not named: a reader's role cannot read the study's settings.)
+        raise _refuse(outcome, reader_code, float(wait_s or 0.0), None)
+    grant = _SignInGrant(db.reader_handle(reader_code, token), study_id, reader_id, reader_code, clock)
+    _ISSUED.add(grant)
+    return ReaderSession(grant)
+
+
+def sign_in_study_name(db: Database, requested: str | None = None) -> str:
+    """The study a reader signs in to: the one named, or the only one they may see.
+
+    On PostgreSQL a reader's role sees no study before signing in; ``radreview_study_names``
+    lists the ones it is a reader of.
+    """
+    with db.transaction(readonly=True) as session:
+        if db.dialect == "postgresql":
+            names = sorted(session.scalars(text("SELECT radreview_study_names()")))
+        else:
+            names = sorted(session.scalars(select(StudyRow.name)))
+    if requested:
+        if requested not in names:
+            raise ReadingError(f"{db}: no study named {requested!r}")
+        return requested
+    if len(names) != 1:
+        raise ReadingError(f"{db}: {'no study' if not names else 'several studies'} found; name one with --study")
+    return names[0]
 
 
 class ReaderSession:
-    """One signed-in reader's view of a study. Obtain it from :func:`sign_in`."""
+    """One signed-in reader's view of a study. Only :func:`sign_in` makes one."""
 
-    def __init__(self, db: Database, study_id: int, reader_id: int, reader_code: str,
-                 clock: Callable[[], datetime]) -> None:
-        self._db = db
-        self._study_id = study_id
-        self._reader_id = reader_id
-        self._clock = clock
-        self.reader_code = reader_code
+    def __init__(self, grant: _SignInGrant) -> None:
+        if not isinstance(grant, _SignInGrant) or grant not in _ISSUED:
+            raise AccessDenied("a reader session is opened only by sign_in() with the reader's PIN")
+        _ISSUED.discard(grant)  # one session per sign-in
+        self._db = grant.db
+        self._study_id = grant.study_id
+        self._reader_id = grant.reader_id
+        self._clock = grant.clock
+        self.reader_code = grant.reader_code
         self._assignments: dict[int, _Assignment] | None = None
-        with db.transaction() as session:
-            study = session.get(StudyRow, study_id)
-            assert study is not None
+        with self._db.transaction(readonly=True) as session:
+            study = session.execute(
+                select(StudyRow.name, StudyRow.question, StudyRow.confidence_scale, StudyRow.mode,
+                       StudyRow.ai_models, StudyRow.washout_days).where(StudyRow.id == self._study_id)
+            ).one()
             self.study = StudyInfo(study.name, study.question, study.confidence_scale, study.mode,
                                    tuple(study.ai_models))
             self._washout = timedelta(days=study.washout_days)
@@ -262,16 +424,17 @@ class ReaderSession:
         """All of this reader's reads, every revision, oldest first."""
         with self._db.transaction(readonly=True) as session:
             rows = session.execute(
-                select(ReadRow, CaseRow.code).join(CaseRow, CaseRow.id == ReadRow.case_id)
+                select(*READ_COLUMNS, CaseRow.code.label("case_code"))
+                .join(CaseRow, CaseRow.id == ReadRow.case_id)
                 .where(ReadRow.reader_id == self._reader_id).order_by(ReadRow.id)
-            ).all()
-            return [_saved(row, code) for row, code in rows]
+            ).mappings().all()
+            return [_saved(row, row["case_code"]) for row in rows]
 
     def read(self, read_id: int) -> SavedRead:
         """One of this reader's own reads; another reader's raises AccessDenied."""
         with self._db.transaction(readonly=True) as session:
             row = self._own_read(session, read_id)
-            return _saved(row, session.get(CaseRow, row.case_id).code)  # type: ignore[union-attr]
+            return _saved(row, self._case_code(session, row["case_id"]))
 
     # -- saving -----------------------------------------------------------------------------
 
@@ -310,9 +473,9 @@ class ReaderSession:
         client_token: str | None = None,
     ) -> SavedRead:
         """Record a corrected read as a new row pointing at ``read_id`` (which must be the latest)."""
-        with self._db.transaction() as session:
+        with self._db.transaction(readonly=True) as session:
             old = self._own_read(session, read_id)
-            assignment_id, phase = old.assignment_id, old.phase
+            assignment_id, phase = old["assignment_id"], old["phase"]
         return self._save(assignment_id, phase, read_id, int(bool(decision)), confidence, rating,
                           comment, ai_agreement, time_to_first_decision_ms, total_time_ms, telemetry,
                           client_token)
@@ -323,6 +486,8 @@ class ReaderSession:
               ai_agreement, ttfd, total, telemetry, client_token) -> SavedRead:
         token = client_token or uuid.uuid4().hex
         self._check_values(phase, confidence, rating, ai_agreement)
+        # Stored as JSON; normalised now so that the digest below matches what is read back.
+        telemetry = json.loads(json.dumps(list(telemetry)))
         try:
             with self._db.transaction() as session:
                 # A retry of a save that already committed hits a unique key (token or revision)
@@ -333,58 +498,84 @@ class ReaderSession:
                 if assigned.session_number > 1:
                     self._check_washout(session, assigned.session_number)
                 # One query for the latest revision of each phase of this assignment.
-                latest_by_phase: dict[str, ReadRow] = {}
-                for row in session.scalars(
-                    select(ReadRow).where(ReadRow.assignment_id == assigned.id).order_by(ReadRow.revision)
-                ):
-                    latest_by_phase[row.phase] = row
+                latest_by_phase: dict[str, Mapping[str, Any]] = {}
+                for row in session.execute(
+                    select(*READ_COLUMNS).where(ReadRow.assignment_id == assigned.id).order_by(ReadRow.revision)
+                ).mappings():
+                    latest_by_phase[row["phase"]] = row
                 latest = latest_by_phase.get(phase)
                 unaided = None
                 if assigned.arm == "sequential":
                     unaided = latest_by_phase.get("unaided")
-                    if phase == "unaided" and unaided is not None and unaided.client_token != token:
+                    if phase == "unaided" and unaided is not None and unaided["client_token"] != token:
                         raise ReadLocked("the unaided read is locked once saved: the AI has been shown")
                     if phase == "aided" and unaided is None:
                         raise ReadLocked("lock the unaided read before the aided read")
-                if latest is not None and latest.client_token == token:  # the same save, retried
+                if latest is not None and latest["client_token"] == token:  # the same save, retried
                     return _saved(latest, assigned.case_code)
+                if phase == "unaided" and self._ai_seen(session, assigned):
+                    raise ReadLocked("the unaided read is locked: you have seen the AI for this case")
                 if revises_id is None and latest is not None:
                     raise ReadingError(f"case {assigned.case_code} already has a {phase} read; revise it instead")
-                if revises_id is not None and (latest is None or latest.id != revises_id):
+                if revises_id is not None and (latest is None or latest["id"] != revises_id):
                     raise ReadingError("only the latest revision of a read can be revised")
-                shows_ai = phase == "aided"
                 sham = None
-                if shows_ai:
+                if phase == "aided" and self._db.dialect != "postgresql":
+                    # (On PostgreSQL the database fills this in: a reader's role cannot see it.)
                     sham = bool(session.scalar(
                         select(func.count(AIOutputRow.id))
                         .where(AIOutputRow.case_id == assigned.case_id, AIOutputRow.sham.is_(True))
                     ))
-                elif ai_agreement is not None:
+                elif phase != "aided" and ai_agreement is not None:
                     raise ReadingError("agree/disagree applies only to reads with the AI shown")
                 row = ReadRow(
                     assignment_id=assigned.id, reader_id=self._reader_id, case_id=assigned.case_id,
-                    phase=phase, revision=0 if latest is None else latest.revision + 1,
+                    phase=phase, revision=0 if latest is None else latest["revision"] + 1,
                     revises_id=revises_id, decision=decision, confidence=confidence, rating=rating,
                     comment=comment or "", ai_agreement=ai_agreement,
-                    changed=None if unaided is None else decision != unaided.decision,
+                    changed=None if unaided is None else decision != unaided["decision"],
                     ai_shown_sham=sham, time_to_first_decision_ms=ttfd, total_time_ms=total,
-                    telemetry=list(telemetry), client_token=token, created_at=self._clock(),
+                    telemetry=telemetry, client_token=token, created_at=utc(self._clock()),
                 )
                 session.add(row)
                 session.flush()
-                session.add(AuditRow(
-                    study_id=self._study_id, at=row.created_at, actor=f"reader:{self.reader_code}",
-                    action="read revised" if revises_id else "read saved",
-                    detail={"read_id": row.id, "case": assigned.case_code, "phase": phase},
-                ))
-                return _saved(row, assigned.case_code)
-        except IntegrityError:
+                values = {c.name: getattr(row, c.name) for c in READ_COLUMNS}
+                append_audit(
+                    session, self._study_id, f"reader:{self.reader_code}",
+                    "read revised" if revises_id else "read saved",
+                    {"read_id": row.id, "case": assigned.case_code, "phase": phase,
+                     "read_sha256": read_digest(values)},
+                    row.created_at,
+                )
+                return _saved(values, assigned.case_code)
+        except IntegrityError as exc:
             # A concurrent or repeated save of the same token/revision won: return it if it is ours.
-            with self._db.transaction() as session:
-                existing = session.scalar(select(ReadRow).where(ReadRow.client_token == token))
-                if existing is not None and existing.reader_id == self._reader_id:
-                    return _saved(existing, session.get(CaseRow, existing.case_id).code)  # type: ignore[union-attr]
+            with self._db.transaction(readonly=True) as session:
+                existing = session.execute(
+                    select(*READ_COLUMNS).where(ReadRow.client_token == token)
+                ).mappings().first()
+                if existing is not None and existing["reader_id"] == self._reader_id:
+                    return _saved(existing, self._case_code(session, existing["case_id"]))
+            rule = _database_rule(exc)
+            if rule is not None:  # the database's own reading rules refused the row
+                raise (ReadLocked if "locked" in rule else ReadingError)(rule) from None
             raise ReadingError("this read was saved concurrently by another save; reload") from None
+
+    def _ai_seen(self, session: Session, assigned: _Assignment) -> bool:
+        """Whether this reader has an aided read of the case in this or a later sitting (crossover:
+        the unaided arm came first and the AI has been seen since)."""
+        cache = self._assignments or {}
+        for assignment_id in session.scalars(
+            select(ReadRow.assignment_id).where(ReadRow.reader_id == self._reader_id,
+                                                ReadRow.case_id == assigned.case_id, ReadRow.phase == "aided")
+        ):
+            other = cache.get(assignment_id)
+            if other is not None and other.session_number >= assigned.session_number:
+                return True
+        return False
+
+    def _case_code(self, session: Session, case_id: int) -> str:
+        return session.execute(select(CaseRow.code).where(CaseRow.id == case_id)).scalar_one()
 
     def _check_values(self, phase: str, confidence: float | None, rating: int | None,
                       ai_agreement: str | None) -> None:
@@ -459,17 +650,17 @@ class ReaderSession:
             raise AccessDenied("this case is not assigned to you")
         return assigned
 
-    def _own_read(self, session: Session, read_id: int) -> ReadRow:
-        row = session.get(ReadRow, read_id)
-        if row is None or row.reader_id != self._reader_id:
+    def _own_read(self, session: Session, read_id: int) -> Mapping[str, Any]:
+        row = session.execute(select(*READ_COLUMNS).where(ReadRow.id == read_id)).mappings().first()
+        if row is None or row["reader_id"] != self._reader_id:
             raise AccessDenied("this read is not yours")
         return row
 
-    def _latest(self, session: Session, assignment_id: int, phase: str) -> ReadRow | None:
-        return session.scalar(
-            select(ReadRow).where(ReadRow.assignment_id == assignment_id, ReadRow.phase == phase)
+    def _latest(self, session: Session, assignment_id: int, phase: str) -> Mapping[str, Any] | None:
+        return session.execute(
+            select(*READ_COLUMNS).where(ReadRow.assignment_id == assignment_id, ReadRow.phase == phase)
             .order_by(ReadRow.revision.desc()).limit(1)
-        )
+        ).mappings().first()
 
     def _case_view(self, session: Session, sess: SessionRow, arm: ArmRow, assignment_id: int,
                    case_id: int, position: int, code: str, phase: str, total: int) -> CaseView:
@@ -481,9 +672,10 @@ class ReaderSession:
         if phase == "aided":
             ai = tuple(
                 AIView(o.model, o.label, o.shown_probability, o.heatmap_path)
-                for o in session.scalars(
-                    select(AIOutputRow).where(AIOutputRow.case_id == case_id)
-                    .order_by(AIOutputRow.model)
+                for o in session.execute(
+                    select(AIOutputRow.model, AIOutputRow.label, AIOutputRow.shown_probability,
+                           AIOutputRow.heatmap_path)
+                    .where(AIOutputRow.case_id == case_id).order_by(AIOutputRow.model)
                 )
             )
         unaided = None
@@ -493,12 +685,21 @@ class ReaderSession:
         return CaseView(assignment_id, code, images, phase, sess.number, position + 1, total, ai, unaided)
 
 
-def _saved(row: ReadRow, code: str) -> SavedRead:
+def _saved(row: Mapping[str, Any], code: str) -> SavedRead:
     return SavedRead(
-        id=row.id, assignment_id=row.assignment_id, case_code=code, phase=row.phase,
-        revision=row.revision, revises_id=row.revises_id, decision=row.decision,
-        confidence=row.confidence, rating=row.rating, comment=row.comment,
-        ai_agreement=row.ai_agreement, changed=row.changed,
-        time_to_first_decision_ms=row.time_to_first_decision_ms, total_time_ms=row.total_time_ms,
-        telemetry=tuple(row.telemetry or ()), created_at=_aware(row.created_at),
+        id=row["id"], assignment_id=row["assignment_id"], case_code=code, phase=row["phase"],
+        revision=row["revision"], revises_id=row["revises_id"], decision=row["decision"],
+        confidence=row["confidence"], rating=row["rating"], comment=row["comment"],
+        ai_agreement=row["ai_agreement"], changed=row["changed"],
+        time_to_first_decision_ms=row["time_to_first_decision_ms"], total_time_ms=row["total_time_ms"],
+        telemetry=tuple(row["telemetry"] or ()), created_at=_aware(row["created_at"]),
     )
+
+
+def _database_rule(exc: IntegrityError) -> str | None:
+    """The message of a reading rule the database enforced (migration 0002), if that was the cause."""
+    message = str(getattr(exc, "orig", exc))
+    for line in message.splitlines():
+        if "reads: " in line:
+            return line[line.index("reads: "):].strip()
+    return None

@@ -99,7 +99,7 @@ def statistics_tables(stats: StudyStatistics) -> list[tuple[str, list[str], list
     return tables
 
 
-def design_lines(design: dict[str, Any], status: list[Any]) -> list[str]:
+def design_lines(design: dict[str, Any], status: list[Any], record: str | None = None) -> list[str]:
     lines = [
         f"Question: {design['question']}",
         f"Mode: {design['mode']}; confidence scale: {design['confidence_scale']}; "
@@ -109,7 +109,11 @@ def design_lines(design: dict[str, Any], status: list[Any]) -> list[str]:
         f"Sham AI: {design['sham_share']:.0%} of cases ({design['sham_cases']} cases, probability mirrored)",
         f"Washout: {design['washout_days']} days; study seed {design['seed']}",
     ]
-    lines += [f"Reader {s.reader}: {s.cases_done}/{s.cases_total} cases, {s.reads} reads saved" for s in status]
+    lines += [f"Reader {s.reader}: {s.cases_done}/{s.cases_total} cases, {s.reads} reads saved"
+              + (" (locked after failed sign-ins)" if getattr(s, "locked", False) else "") for s in status]
+    if record is not None:
+        # The audit chain's head: compare it with a later 'radreview study verify'.
+        lines.append(f"Reading record: {record}")
     return lines
 
 
@@ -130,7 +134,8 @@ def render_html(coordinator: Coordinator, stats: StudyStatistics) -> str:
         f"<h1>Reader study “{html.escape(design['name'])}”</h1>",
         f"<p class='notice'>{html.escape(RESEARCH_USE_NOTICE)}</p>",
         "<h2>Design and progress</h2><ul>",
-        *(f"<li>{html.escape(line)}</li>" for line in design_lines(design, coordinator.status())),
+        *(f"<li>{html.escape(line)}</li>"
+          for line in design_lines(design, coordinator.status(), coordinator.verify().summary())),
         "</ul><h2>ROC curves</h2>",
         f"<img alt='ROC curves' src='data:image/png;base64,{_png(roc_figure(stats))}'>",
     ]
@@ -168,7 +173,8 @@ def write_pdf(coordinator: Coordinator, stats: StudyStatistics, path: Path) -> N
         page = Figure(figsize=(8.27, 11.69))  # A4 portrait
         page.text(0.06, 0.96, f"Reader study “{design['name']}”", fontsize=16, weight="bold", va="top")
         page.text(0.06, 0.93, RESEARCH_USE_NOTICE, fontsize=9, color="darkred", va="top")
-        for i, line in enumerate(design_lines(design, coordinator.status()) + stats.notes):
+        lines = design_lines(design, coordinator.status(), coordinator.verify().summary())
+        for i, line in enumerate(lines + stats.notes):
             page.text(0.06, 0.89 - 0.022 * i, line, fontsize=9, va="top", wrap=True)
         pdf.savefig(page)
         pdf.savefig(roc_figure(stats))

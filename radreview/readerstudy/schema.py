@@ -1,14 +1,19 @@
 """The reader-study tables (SQLAlchemy 2.0 declarative models).
 
 The same schema is created on SQLite and PostgreSQL by the Alembic migrations in
-``readerstudy/migrations``; ``tests/test_readerstudy_schema.py`` checks that the migrations and these
-models agree. Two rules shape it:
+``readerstudy/migrations``; ``tests/test_readerstudy_data.py`` checks that the migrations and these
+models agree. The rules that shape it:
 
 - ``reads`` and ``audit_log`` are append-only. A changed read is a new row whose ``revises_id``
   points at the row it replaces; the data layer has no UPDATE/DELETE path and database triggers
-  refuse one (see the migration).
+  refuse one (migration 0001).
+- The reading record is checked by the database itself on every insert (migration 0002): a read
+  matches its assignment, a revision follows the latest read of its phase, and an unaided read
+  cannot be added or revised once the same reader has an AI-aided read of the case (in the same
+  sitting, or in an earlier-numbered sitting that came after it).
 - A save is idempotent: ``(assignment_id, phase, revision)`` and ``client_token`` are unique, so a
   retry after a crash cannot create a second copy of a read.
+- The audit log is hash-chained (``prev_hash``, ``hash``; see :mod:`radreview.readerstudy.audit`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -98,6 +104,8 @@ class ReaderRow(Base):
     pin_hash: Mapped[str] = mapped_column(String(400))
     seed: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # PostgreSQL: the reader's own login role, which row-level security confines to this reader.
+    db_role: Mapped[str | None] = mapped_column(String(63), nullable=True, unique=True, index=True)
 
 
 class ArmRow(Base):
@@ -190,3 +198,27 @@ class AuditRow(Base):
     actor: Mapped[str] = mapped_column(String(120))
     action: Mapped[str] = mapped_column(String(80))
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    # The previous entry's hash and this entry's own (audit.entry_hash); null only in a database
+    # changed behind radreview's back.
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class ReaderSignInRow(Base):
+    """PostgreSQL sign-in attempts, keyed by the SHA-256 of the token the client chose.
+
+    Written only by the ``radreview_sign_in`` database function; a reader's role cannot read it.
+    A successful, committed attempt is the grant that row-level security asks for: the reader's
+    connection presents the token (``radreview.token``) and sees its own rows only then. The table
+    exists on SQLite too (one schema for both) but stays empty there.
+    """
+
+    __tablename__ = "reader_sign_ins"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    reader_id: Mapped[int | None] = mapped_column(ForeignKey("readers.id"), nullable=True, index=True)
+    outcome: Mapped[str] = mapped_column(String(20))  # ok, refused, throttled, locked, wrong role
+    wait_s: Mapped[float] = mapped_column(Float, default=0.0)
+    # The transaction that made the attempt (pg_current_xact_id): a grant counts once it committed.
+    xact: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

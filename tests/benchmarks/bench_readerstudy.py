@@ -25,7 +25,7 @@ from radreview.readerstudy.reading import sign_in
 from radreview.readerstudy.scripted_reader import read_worklist
 
 N_CASES = 300
-PIN = "1234"
+PIN = "482916"
 
 
 def baseline_sqlite(folder: Path, n: int) -> float:

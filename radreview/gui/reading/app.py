@@ -10,15 +10,14 @@ from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QWidget
 from radreview.gui.reading.sign_in import SignInDialog
 from radreview.gui.reading.window import ReadingWindow
 from radreview.readerstudy.db import DatabaseError, open_database
-from radreview.readerstudy.design import StudyDesignError, study_id_by_name
-from radreview.readerstudy.schema import StudyRow
+from radreview.readerstudy.design import StudyDesignError
+from radreview.readerstudy.reading import ReadingError, sign_in_study_name
 
 
 def study_name(db, requested: str | None) -> str:  # type: ignore[no-untyped-def]
-    """The study to read: the one named, or the only one in the database."""
-    study_id = study_id_by_name(db, requested)
-    with db.transaction(readonly=True) as session:
-        return session.get(StudyRow, study_id).name  # type: ignore[union-attr]
+    """The study to read: the one named, or the only one the reader may sign in to (on
+    PostgreSQL a reader's role sees no study before sign-in)."""
+    return sign_in_study_name(db, requested)
 
 
 def open_reading_window(db_target: str, study: str | None = None, reader: str | None = None,
@@ -28,7 +27,7 @@ def open_reading_window(db_target: str, study: str | None = None, reader: str | 
     try:
         db = open_database(db_target, must_exist=True)
         name = study_name(db, study)
-    except (DatabaseError, StudyDesignError) as exc:
+    except (DatabaseError, StudyDesignError, ReadingError) as exc:
         QMessageBox.critical(parent, "Reader study", str(exc))
         return None
     dialog = SignInDialog(db, name, reader, parent)
@@ -48,7 +47,7 @@ def run_reading_app(db_target: str, study: str | None = None, reader: str | None
     try:
         db = open_database(db_target, must_exist=True)
         name = study_name(db, study)
-    except (DatabaseError, StudyDesignError) as exc:
+    except (DatabaseError, StudyDesignError, ReadingError) as exc:
         # Started from a terminal: say it there (a message box would wait for a click).
         print(f"radreview study read: {exc}", file=sys.stderr)
         return 2
