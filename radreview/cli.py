@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "evaluate": "evaluate a model on a labelled dataset: ROC, operating points, calibration",
     "export": "export a trained checkpoint to a radreview .onnx model file",
     "study": "design, run and analyse reader studies",
+    "pacs": "talk to a PACS: echo, find, get, move, send, listen (DIMSE or DICOMweb)",
 }
 
 

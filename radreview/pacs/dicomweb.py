@@ -271,5 +271,5 @@ def retrieve_study_web(client: DicomWebClient, study_uid: str, root: Path | None
         clear_incomplete(folder)
     else:
         mark_incomplete(folder, result.expected, result.expected - result.missing, client.label)
-    log.info("%s", result.summary())
+    log.debug("%s", result.summary())
     return result

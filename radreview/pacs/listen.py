@@ -98,7 +98,7 @@ class StorageListener:
             raise PacsError(f"storage SCP {self.ae_title}", f"cannot listen on {where}: {exc.strerror or exc}"
                             " (is another listener, e.g. `radreview pacs listen`, using the port?)") from None
         self.port = self._server.server_address[1]
-        log.info("storage SCP %s listening on port %d, filing into %s", self.ae_title, self.port, self.root)
+        log.debug("storage SCP %s listening on port %d, filing into %s", self.ae_title, self.port, self.root)
         return self
 
     def stop(self) -> None:

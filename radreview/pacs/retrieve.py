@@ -228,7 +228,7 @@ def retrieve_study(node: PacsNode, study_uid: str, method: str = "get", root: Pa
         clear_incomplete(folder)
     else:
         mark_incomplete(folder, result.expected, result.expected - result.missing, node.label)
-    log.info("%s", result.summary())
+    log.debug("%s", result.summary())
     return result
 
 
