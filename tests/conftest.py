@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from _orthanc import dcmtk, orthanc, orthanc_server  # noqa: F401 - the PACS tests' Orthanc and DCMTK
 
 # GUI tests always run offscreen, with or without a display.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

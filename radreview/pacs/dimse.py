@@ -102,8 +102,11 @@ def unreachable_reason(host: str, port: int, timeout: float) -> str:
 def associate(ae: AE, node: PacsNode, ext_neg: Sequence | None = None, evt_handlers: Sequence | None = None,
               what: str = "") -> Association:
     """Open an association with ``node`` or raise PacsUnreachable / AssociationRejected."""
-    assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, ext_neg=list(ext_neg or []) or None,
-                         evt_handlers=list(evt_handlers or []) or None)
+    try:
+        assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, ext_neg=list(ext_neg or []) or None,
+                             evt_handlers=list(evt_handlers or []) or None)
+    except OSError:  # e.g. the host name does not resolve
+        raise PacsUnreachable(node.label, unreachable_reason(node.host, node.port, ae.connection_timeout or 5.0)) from None
     if assoc.is_established:
         if what and not any(cx.abstract_syntax == what for cx in assoc.accepted_contexts):
             assoc.release()

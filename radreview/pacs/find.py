@@ -113,7 +113,7 @@ def find(node: PacsNode, level: str = "STUDY", query: Query | None = None, calli
             if status in (0xFF00, 0xFF01) and found is not None:
                 matches.append({key: as_text(found.get(key)) for key in columns})
                 if (limit and len(matches) >= limit) or (cancel is not None and cancel()):
-                    assoc.send_c_cancel(1, None)  # the first request's message ID is 1
+                    assoc.send_c_cancel(1, query_model=model)  # the request went with message ID 1
                     for _ in responses:  # drain what the node still sends (up to its Cancel status)
                         pass
                     break
