@@ -106,6 +106,20 @@ def _exports(text: str) -> dict[str, str]:
     return values
 
 
+def _running(pid: int) -> bool:
+    """Whether the process runs (the started Orthanc is not our child: once it exits it may stay a
+    zombie until its new parent reaps it, and a zombie no longer runs)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return state not in ("Z", "X")
+
+
 @pytest.fixture(scope="session")
 def orthanc_server():
     server = _from_environment()
@@ -132,11 +146,12 @@ def orthanc_server():
         if pid:
             try:
                 os.kill(pid, signal.SIGTERM)
-                for _ in range(100):
-                    os.kill(pid, 0)
-                    time.sleep(0.05)
             except ProcessLookupError:
                 pass
+            for _ in range(200):  # up to 10 s for Orthanc to close its database
+                if not _running(pid):
+                    break
+                time.sleep(0.05)
         folder = values.get("RADREVIEW_TEST_ORTHANC_DIR", "")
         if folder.startswith(tempfile.gettempdir()):
             shutil.rmtree(folder, ignore_errors=True)

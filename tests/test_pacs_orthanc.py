@@ -91,8 +91,10 @@ def test_send_find_and_retrieve_by_get_move_and_wado(orthanc, dcmtk, tmp_path) -
     assert {r["StudyInstanceUID"] for r in web.search("STUDY")} == set(by_uid)
 
 
-def test_find_csv_and_get_through_the_command(orthanc, tmp_path, capsys) -> None:
+def test_find_csv_and_get_through_the_command(orthanc, tmp_path, capsys, monkeypatch) -> None:
     from radreview.cli import main
+
+    monkeypatch.setenv("RADREVIEW_CONFIG_DIR", str(tmp_path / "config"))  # the saved nodes of this test only
 
     send(orthanc.node(), [*LEG, RG3], orthanc.move_aet)
     common = ["--host", orthanc.host, "--port", str(orthanc.port), "--called-aet", orthanc.aet, "--aet", orthanc.move_aet]
