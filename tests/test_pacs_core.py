@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -49,7 +50,7 @@ def test_nodes_round_trip_and_lookup(tmp_path) -> None:
 def test_nodes_file_lives_in_the_config_dir() -> None:
     import os
 
-    assert nodes_path().parent == __import__("pathlib").Path(os.environ["RADREVIEW_CONFIG_DIR"])
+    assert nodes_path().parent == Path(os.environ["RADREVIEW_CONFIG_DIR"])
 
 
 @pytest.mark.parametrize(
@@ -186,3 +187,24 @@ def test_sr_refuses_images_without_uids(tmp_path) -> None:
         build_sr([SourceImage(ds, None, "S00001-I001")])
     with pytest.raises(SrError, match="no image"):
         build_sr([])
+
+
+def test_frozen_app_takes_the_pacs_libraries_along() -> None:
+    """The installer (not built here) collects what pynetdicom and highdicom need at run time."""
+    import importlib.util
+    import sys
+
+    from conftest import REPO_ROOT
+
+    sys.path.insert(0, str(REPO_ROOT / "installer"))
+    try:
+        import bundle
+    finally:
+        sys.path.pop(0)
+    assert {"pynetdicom", "highdicom"} <= set(bundle.METADATA_DISTRIBUTIONS)
+    assert "highdicom" in bundle.DATA_PACKAGES
+    assert not {"pynetdicom", "highdicom", "radreview.pacs"} & set(bundle.EXCLUDES)
+    spec = (REPO_ROOT / "installer" / "radreview.spec").read_text(encoding="utf-8")
+    assert "bundle.DATA_PACKAGES" in spec and 'collect_submodules("radreview"' in spec
+    tables = Path(importlib.util.find_spec("highdicom").origin).parent / "_standard"
+    assert (tables / "anatomic_regions.json").exists()
