@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import warnings
 from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
+from radreview import RESEARCH_USE_NOTICE
 from radreview.pacs import AssociationRejected, PacsNode, PacsSettings, PacsUnreachable, SrError
 from radreview.pacs.cache import (
     INCOMPLETE_MARKER,
@@ -101,12 +103,14 @@ def test_cache_files_atomically_and_never_overwrites(tmp_path) -> None:
 
 def test_cache_refuses_uids_that_are_not_uids(tmp_path) -> None:
     ds = pydicom.dcmread(get_testdata_file("RG3_UNCR.dcm"), stop_before_pixels=True)
-    with pytest.warns(UserWarning, match="Invalid value for VR UI"):  # pydicom sees it too
+    with warnings.catch_warnings():  # pydicom may warn about the bad value too
+        warnings.simplefilter("ignore")
         ds.StudyInstanceUID = "../../etc"
     with pytest.raises(ValueError, match="Study Instance UID"):
         store_dataset(tmp_path, ds)
     ds.StudyInstanceUID = "1.2.3"
-    with pytest.warns(UserWarning, match="Invalid value for VR UI"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         ds.SOPInstanceUID = "1.2/../3"
     with pytest.raises(ValueError, match="SOP Instance UID"):
         store_dataset(tmp_path, ds)
@@ -208,3 +212,50 @@ def test_frozen_app_takes_the_pacs_libraries_along() -> None:
     assert "bundle.DATA_PACKAGES" in spec and 'collect_submodules("radreview"' in spec
     tables = Path(importlib.util.find_spec("highdicom").origin).parent / "_standard"
     assert (tables / "anatomic_regions.json").exists()
+
+
+def _label(label: str, task: str, probability: float, tier: str, in_scope: bool | None):
+    from radreview.inference.engine import LabelResult
+
+    return LabelResult("toy-model", "2.0", label, label.title(), task, probability, 0.0, tier, 0.01, 0.5, None,
+                       None, in_scope=in_scope, tier_in_scope="likely" if tier == "out_of_scope" else tier)
+
+
+def _sr_groups(sr) -> dict[str, dict]:
+    """Measurement groups by tracking identifier: concept name -> item, and "texts": every TEXT."""
+    groups = {}
+    for container in sr.ContentSequence:
+        for group in getattr(container, "ContentSequence", []):
+            items = {item.ConceptNameCodeSequence[0].CodeMeaning: item for item in group.ContentSequence}
+            items["texts"] = [item.TextValue for item in group.ContentSequence if item.ValueType == "TEXT"]
+            groups[items["Tracking Identifier"].TextValue] = items
+    return groups
+
+
+def test_sr_reports_what_the_presentation_shows() -> None:
+    """In scope: probability, tier and Yes; outside the model's scope: no probability, the
+    out-of-scope tier and No; the image's verdict in words as the presentation gives it."""
+    from radreview.inference.engine import ImageResult
+    from radreview.inference.presentation import present_image
+    from radreview.inference.scope import ScopeVerdict
+
+    ds = pydicom.dcmread(get_testdata_file("RG3_UNCR.dcm"), stop_before_pixels=True)
+    inside = ImageResult([_label("fractured", "fracture", 0.93, "likely", True)],
+                         scopes={"toy-model": ScopeVerdict("toy-model", "in_scope", 1.0, 2.0)})
+    outside = ImageResult([_label("fractured", "fracture", 0.93, "out_of_scope", False)],
+                          scopes={"toy-model": ScopeVerdict("toy-model", "out_of_scope", 3.0, 2.0)})
+    for result, expect_probability, scope in ((inside, True, "Yes"), (outside, False, "No")):
+        presentation = present_image(result)
+        groups = _sr_groups(build_sr([SourceImage(ds, presentation, "RG3")]))
+        finding = groups["image 1 toy-model/fractured"]
+        assert ("Probability" in finding) is expect_probability
+        if expect_probability:
+            assert float(finding["Probability"].MeasuredValueSequence[0].NumericValue) == pytest.approx(0.93)
+        assert finding["Image within the model's scope"].ConceptCodeSequence[0].CodeMeaning == scope
+        tier = finding["AI operating-point tier"].ConceptCodeSequence[0].CodeValue
+        assert tier == ("likely" if expect_probability else "out-of-scope")
+        answer = groups["image 1 AI answer"]
+        assert answer["AI overall answer for the image"].ConceptCodeSequence[0].CodeValue == (
+            "positive" if expect_probability else "out-of-scope")
+        assert f"answer: {presentation.verdict_text}" in answer["texts"]
+        assert f"notice: {RESEARCH_USE_NOTICE}" in finding["texts"]

@@ -27,19 +27,10 @@ log = logging.getLogger(__name__)
 
 
 def present(result: ImageResult):
-    """The one presentation of an image's AI answer (tiers, scope, verdict, texts).
+    """The one presentation of an image's AI answer (tiers, scope, verdict, texts)."""
+    from radreview.inference.presentation import present_image
 
-    Interim: the engine's own fields until radreview.inference.presentation lands on main."""
-    from types import SimpleNamespace
-
-    from radreview import RESEARCH_USE_NOTICE
-
-    findings = [SimpleNamespace(model=r.model, version=r.version, label=r.label, display_name=r.display_name,
-                                task=r.task, probability=r.probability, probability_text=f"{r.probability:.3f}",
-                                tier=r.tier, tier_text=r.tier, cutoffs_text="", in_scope=None)
-                for r in result.labels]
-    return SimpleNamespace(findings=findings, regions=result.regions, region_line=", ".join(result.regions),
-                           in_scope=None, verdict="none", verdict_text="", notice=RESEARCH_USE_NOTICE)
+    return present_image(result)
 
 
 @dataclass
@@ -122,12 +113,14 @@ def _captures(study_id, records, sources, out_dir, display, colormap, opacity, g
         except Exception as exc:  # noqa: BLE001 - one unreadable image must not stop the others
             out.problems.append(f"{record.image_id}: no heatmap capture: {exc}")
             continue
-        findings = {(f.model, f.label): f for f in source.presentation.findings}
+        findings = {(f.model, f.label): f for f in (*source.presentation.findings, *source.presentation.regions)}
         for label in labels:
+            shown = findings.get((label.model, label.label))
+            if shown is not None and not shown.shown:
+                continue  # its model calls the image outside its scope: no heatmap as an answer
             rgb = overlay_image(gray, label, display, colormap, opacity, 1024, gate)
             if rgb is None:
                 continue
-            shown = findings.get((label.model, label.label))
             answer = shown.probability_text if shown is not None else f"{label.probability:.3f}"
             tier = (shown.tier_text if shown is not None else label.tier) or ""
             caption = f"{label.display_name} heatmap: {answer}" + (f" ({tier})" if tier else "") + \

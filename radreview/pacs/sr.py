@@ -104,7 +104,7 @@ class SourceImage:
     """One analysed image: its DICOM header (no pixels needed) and what the AI said about it."""
 
     dataset: Dataset
-    presentation: Any  # radreview.inference.presentation.ImagePresentation (or the same fields)
+    presentation: Any  # radreview.inference.presentation.ImagePresentation
     name: str = ""  # how messages name it: a pseudonymous image ID or a file name
 
 
@@ -116,11 +116,13 @@ def _groups(image: SourceImage, number: int) -> list:
     p = image.presentation
     ds = image.dataset
     source = [hd.sr.SourceImageForMeasurementGroup(str(ds.SOPClassUID), str(ds.SOPInstanceUID))]
+    notice = f"notice: {p.notice or RESEARCH_USE_NOTICE}"
     groups = []
-    for finding in p.findings:
-        parameters = [f"notice: {p.notice or RESEARCH_USE_NOTICE}"]
-        if _text(getattr(finding, "cutoffs_text", "")):
-            parameters.append(f"operating points: {_text(finding.cutoffs_text)}")
+    for finding in (*p.findings, *p.regions):
+        parameters = [notice]
+        for prefix, text in (("operating points", finding.cutoffs_text), ("note", getattr(finding, "note", ""))):
+            if _text(text) and not (prefix == "note" and text == finding.cutoffs_text):
+                parameters.append(f"{prefix}: {_text(text)}")
         algorithm = hd.sr.AlgorithmIdentification(name=_text(finding.model, 64), version=_text(finding.version, 64),
                                                   parameters=parameters)
         evaluations = []
@@ -130,7 +132,8 @@ def _groups(image: SourceImage, number: int) -> list:
         if finding.in_scope is not None:
             evaluations.append(hd.sr.QualitativeEvaluation(IN_SCOPE_NAME, codes.SCT.Yes if finding.in_scope else codes.SCT.No))
         measurements = []
-        if finding.probability is not None and np.isfinite(finding.probability):
+        # An image outside a model's scope gets no probability reported as if it were an answer.
+        if finding.shown and finding.probability is not None and np.isfinite(finding.probability):
             measurements.append(hd.sr.Measurement(name=codes.DCM.Probability, value=float(finding.probability),
                                                   unit=UNITLESS))
         groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -146,11 +149,11 @@ def _groups(image: SourceImage, number: int) -> list:
     evaluations = [hd.sr.QualitativeEvaluation(VERDICT_NAME, verdict)]
     if p.in_scope is not None:
         evaluations.append(hd.sr.QualitativeEvaluation(IN_SCOPE_NAME, codes.SCT.Yes if p.in_scope else codes.SCT.No))
-    parameters = [f"notice: {p.notice or RESEARCH_USE_NOTICE}"]
-    if _text(p.verdict_text):
-        parameters.append(f"answer: {_text(p.verdict_text)}")
-    if _text(getattr(p, "region_line", "")):
-        parameters.append(f"regions: {_text(p.region_line)}")
+    parameters = [notice]
+    for prefix, text in (("answer", p.verdict_text), ("regions", p.region_line), ("scope", p.scope_text)):
+        if _text(text):
+            parameters.append(f"{prefix}: {_text(text)}")
+    parameters += [f"scope: {_text(line.text)}" for line in p.scopes if _text(line.text) != _text(p.scope_text)]
     groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"image {number} AI answer"),
         finding_type=OVERALL_FINDING,
@@ -187,7 +190,8 @@ def build_sr(images: Sequence[SourceImage], series_uid: str | None = None, insta
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
             uid=generate_uid(), name="radreview", manufacturer_name="radreview",
-            model_name=", ".join(sorted({_text(f.model) for i in images for f in i.presentation.findings}))[:64] or None,
+            model_name=", ".join(sorted({_text(f.model) for i in images
+                                         for f in (*i.presentation.findings, *i.presentation.regions)}))[:64] or None,
         ),
     )
     groups = [g for number, image in enumerate(images, start=1) for g in _groups(image, number)]
