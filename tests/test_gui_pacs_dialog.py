@@ -76,6 +76,7 @@ def test_query_retrieve_and_open(qtbot, window, orthanc, tmp_path, method) -> No
     assert dialog.worker_threads and threading.main_thread().name not in dialog.worker_threads
     assert progress and progress[-1] == (2, 2) and dialog.progress.value() == 2
     assert dialog.results[0].complete and "2 received" in dialog.status.text()
+    assert dialog.open_button.isEnabled() and not dialog.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: len(window.index.images()) == 2, timeout=30000)
     assert {e.sop_instance_uid for e in window.index.images()} == {
         str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in LEG}

@@ -375,6 +375,7 @@ class PacsDialog(QDialog):
         self._say("\n".join(lines) or "Nothing retrieved.", error=any(not r.complete for r in results))
         if results and all(r.complete for r in results):
             self.progress.setFormat("done")
+        self._sync_buttons()
         if self.open_check.isChecked():
             self.open_retrieved()
 
