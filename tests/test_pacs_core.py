@@ -259,3 +259,14 @@ def test_sr_reports_what_the_presentation_shows() -> None:
             "positive" if expect_probability else "out-of-scope")
         assert f"answer: {presentation.verdict_text}" in answer["texts"]
         assert f"notice: {RESEARCH_USE_NOTICE}" in finding["texts"]
+
+
+def test_listener_on_a_busy_port_says_so(tmp_path) -> None:
+    from radreview.pacs import PacsError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(PacsError, match=rf"storage SCP RRTEST: cannot listen on 127\.0\.0\.1:{port}: .*radreview pacs listen"):
+            StorageListener("RRTEST", port, "127.0.0.1", tmp_path).start()

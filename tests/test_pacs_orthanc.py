@@ -239,3 +239,19 @@ def test_dicomweb_store_and_errors(orthanc, tmp_path) -> None:
         web.retrieve_instance("1.2.3", "1.2.3.4", "1.2.3.4.5")
     with pytest.raises(PacsError, match="has no instances"):
         retrieve_study_web(web, "1.2.3.4", tmp_path)
+
+
+def test_no_patient_data_in_the_log(orthanc, tmp_path, caplog) -> None:
+    """Everything at debug level: UIDs shortened, node labels, counts; never a name or an ID."""
+    import logging
+
+    node, local = orthanc.node(), orthanc.local()
+    with caplog.at_level(logging.DEBUG):
+        send(node, LEG, local.ae_title)
+        find(node, "STUDY", Query(patient_id="DEMO*"), local.ae_title)
+        retrieve_study(node, LEG_STUDY, "get", tmp_path / "g", local)
+        retrieve_study(node, LEG_STUDY, "move", tmp_path / "m", local)
+        retrieve_study_web(DicomWebClient(orthanc.dicomweb), LEG_STUDY, tmp_path / "w")
+    assert caplog.records  # it did log
+    for secret in ("DEMO^LEG", "DEMO-0002", "DEMO0002", LEG_STUDY):
+        assert secret not in caplog.text
