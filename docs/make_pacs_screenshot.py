@@ -73,7 +73,7 @@ def main() -> int:
         dialog.search_button.click()
         settle(lambda: not dialog.is_busy() and dialog.table.rowCount() > 0)
         row = next(r for r in range(dialog.table.rowCount()) if dialog.table.item(r, 1).text() == "DEMO-0002")
-        dialog.table.selectRow(row)
+        dialog.select_rows([row])
         dialog.open_check.setChecked(False)  # the picture is of the dialog
         dialog.retrieve_button.click()
         settle(lambda: not dialog.is_busy())

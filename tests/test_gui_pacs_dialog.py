@@ -64,7 +64,7 @@ def test_query_retrieve_and_open(qtbot, window, orthanc, tmp_path, method) -> No
     qtbot.waitUntil(lambda: not dialog.is_busy() and dialog.table.rowCount() == 1, timeout=30000)
     assert dialog.table.item(0, 1).text() == "DEMO-0002"
     assert not dialog.retrieve_button.isEnabled()  # nothing selected yet
-    dialog.table.selectRow(0)
+    dialog.select_rows([0])
     assert dialog.selected_studies() == [LEG_STUDY]
     progress: list[tuple[int, int]] = []
     shown = dialog._on_progress

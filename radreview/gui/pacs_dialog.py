@@ -321,6 +321,16 @@ class PacsDialog(QDialog):
                   "(double-click retrieves one).")
         self._sync_buttons()
 
+    def select_rows(self, rows: Sequence[int]) -> None:
+        """Select these table rows, as a user's click would (whatever modifier keys Qt thinks held)."""
+        from PySide6.QtCore import QItemSelectionModel
+
+        model = self.table.selectionModel()
+        model.clearSelection()
+        flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+        for row in rows:
+            model.select(self.table.model().index(row, 0), flags)
+
     def selected_studies(self) -> list[str]:
         rows = sorted({self.table.item(i.row(), 0).data(Qt.ItemDataRole.UserRole)
                        for i in self.table.selectionModel().selectedRows()})

@@ -88,7 +88,8 @@ class RetrieveResult:
 
     @property
     def complete(self) -> bool:
-        return self.missing == 0
+        """Every instance the node listed is in the cache (False while nothing was listed)."""
+        return self.expected > 0 and self.missing == 0
 
     @property
     def not_viewable(self) -> list[StoredObject]:
@@ -112,7 +113,7 @@ def list_instances(node: PacsNode, study_uid: str, calling_aet: str = DEFAULT_LO
     instances: list[Instance] = []
     for series in find(node, "SERIES", Query(study_uid=study_uid), calling_aet, timeout):
         if cancel is not None and cancel():
-            break
+            raise _Stopped("cancelled")  # never a partial list: it would make a study look complete
         query = Query(study_uid=study_uid, series_uid=series["SeriesInstanceUID"])
         for image in find(node, "IMAGE", query, calling_aet, timeout):
             instances.append(Instance(series["SeriesInstanceUID"], image["SOPInstanceUID"], image["SOPClassUID"]))
@@ -201,7 +202,11 @@ def retrieve_study(node: PacsNode, study_uid: str, method: str = "get", root: Pa
     root = Path(root) if root is not None else cache_root()
     folder = study_folder(root, study_uid)
     result = RetrieveResult(study_uid, folder, node.label)
-    instances = list_instances(node, study_uid, local.ae_title, timeout, cancel)
+    try:
+        instances = list_instances(node, study_uid, local.ae_title, timeout, cancel)
+    except _Stopped:
+        result.cancelled, result.error = True, "cancelled while listing the study"
+        return result
     if not instances:
         raise OperationFailed(node.label, f"has no instances of study {short_uid(study_uid)}")
     expected_uids = {i.sop_instance_uid for i in instances}
@@ -223,6 +228,16 @@ def retrieve_study(node: PacsNode, study_uid: str, method: str = "get", root: Pa
                           listener)
         except _Stopped as stop:
             result.error = stop.reason
+        except PacsError:
+            # Refused outright: nothing of the study arrived now. A folder made only for the
+            # marker goes again; one holding earlier instances keeps them, marked incomplete.
+            if not cached_instances(folder):
+                clear_incomplete(folder)
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+            raise
     result.missing = len(expected_uids - cached_instances(folder))
     if result.missing == 0:
         clear_incomplete(folder)
