@@ -27,10 +27,11 @@ system-check:
 run: system-check $(STAMP)
 	$(BIN)/radreview resources/demo
 
-# The PostgreSQL tests start a throwaway server themselves (tests/_postgres.py) from PostgreSQL's
-# programs, installed first where that can be done without asking (root with apt-get).
+# The PostgreSQL and PACS tests start throwaway servers themselves (tests/_postgres.py,
+# tests/_orthanc.py) from PostgreSQL's and Orthanc's programs, installed first where that can be
+# done without asking (root with apt-get), with DCMTK.
 test: $(STAMP)
-	-@scripts/install_test_postgres.sh
+	-@scripts/install_test_servers.sh
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

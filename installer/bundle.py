@@ -86,7 +86,13 @@ METADATA_DISTRIBUTIONS: tuple[str, ...] = (
     "numpy",
     "PySide6-Essentials",
     "pyqtgraph",
+    "pynetdicom",  # reads its own version from its metadata at import
+    "highdicom",
 )
+
+# Packages whose data files must travel: highdicom reads its DICOM standard tables
+# (_standard/*.json) and ICC profile with pkgutil at run time (radreview.pacs.sr).
+DATA_PACKAGES: tuple[str, ...] = ("highdicom",)
 
 # Modules imported only by name (plugins, entry points). The sub-commands, imported lazily by
 # radreview.cli, come in through collect_submodules("radreview") in the spec; train and export

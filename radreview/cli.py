@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
     "export": "export a trained checkpoint to a radreview .onnx model file",
     "calibrate": "fit a model's scope check, calibration and operating points on its training data",
     "study": "design, run and analyse reader studies",
+    "pacs": "talk to a PACS: echo, find, get, move, send, listen (DIMSE or DICOMweb)",
 }
 
 

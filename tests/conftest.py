@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from _postgres import postgres_url  # noqa: F401  (the PostgreSQL server fixture, tests/_postgres.py)
+from _orthanc import dcmtk, orthanc, orthanc_server  # noqa: F401 - the PACS tests' Orthanc and DCMTK
 
 # GUI tests always run offscreen, with or without a display.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from radreview import RESEARCH_USE_NOTICE
 
@@ -36,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="worker threads, each decoding and predicting its own images (default: cores, at most 8)")
     parser.add_argument("--identifiers", action="store_true",
                         help="include patient IDs, UIDs and paths in the results (default: pseudonymous IDs only)")
+    parser.add_argument("--sr-dir", metavar="DIR",
+                        help="also write the results as DICOM: one Comprehensive SR (TID 1500) per study, referencing "
+                             "its images and carrying their patient/study modules (DICOM inputs only)")
+    parser.add_argument("--sr-heatmaps", action="store_true",
+                        help="with --sr-dir: a secondary capture per heatmap at or above --cam-gate, notice burned in")
+    parser.add_argument("--send", metavar="NODE",
+                        help="with --sr-dir: C-STORE the SRs (and captures) to the saved PACS node NODE")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -51,6 +59,19 @@ def run(args: argparse.Namespace) -> int:
     if not args.out.lower().endswith((".csv", ".json")):
         print(f"radreview predict: --out {args.out}: results must be .csv or .json", file=sys.stderr)
         return 2
+    if (args.sr_heatmaps or args.send) and not args.sr_dir:
+        print("radreview predict: --sr-heatmaps and --send need --sr-dir DIR", file=sys.stderr)
+        return 2
+    node = None
+    if args.send:
+        from radreview.pacs import load_pacs_settings
+
+        settings = load_pacs_settings()
+        try:
+            node = settings.node(args.send)
+        except KeyError as exc:
+            print(f"radreview predict: --send: {exc.args[0]}", file=sys.stderr)
+            return 2
     catalog = discover(args.models)
     for problem in catalog.problems:
         print(f"radreview predict: skipping model {problem}", file=sys.stderr)
@@ -90,9 +111,44 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"radreview predict: cannot write {args.out}: {exc}", file=sys.stderr)
         return 2
+    if args.sr_dir:
+        status = _write_dicom_results(args, result, node)
+        if status:
+            return status
     done = sum(1 for r in result.images if r.result is not None)
     rate = done / result.wall_seconds if result.wall_seconds else 0.0
     print(f"wrote {args.out}: {done} images in {len({s.study for s in result.studies})} studies, "
           f"{len(result.problems)} skipped, {rate:.1f} images/s"
           + (f", {len(result.cam_files)} heatmaps in {args.cam_dir}" if args.cam_dir else ""), file=sys.stderr)
     return 0 if done or not result.problems else 1
+
+
+def _write_dicom_results(args: argparse.Namespace, result, node) -> int:
+    """The SRs (and captures) of --sr-dir, then --send; 0, or 2 when nothing could be written."""
+    from radreview.inference.cam import CamDisplay
+    from radreview.pacs import PacsError, load_pacs_settings
+    from radreview.pacs.ai_results import write_study_reports
+
+    try:
+        reports = write_study_reports(result, args.sr_dir, heatmaps=args.sr_heatmaps,
+                                      cam_display=CamDisplay(mode=args.cam_scale, span_logits=args.cam_span),
+                                      colormap=args.colormap, gate=args.cam_gate)
+    except OSError as exc:
+        print(f"radreview predict: cannot write into --sr-dir {args.sr_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    for problem in reports.problems:
+        print(f"radreview predict: {problem}", file=sys.stderr)
+    print(f"wrote {len(reports.files)} DICOM object(s) into {args.sr_dir} (they carry patient data)", file=sys.stderr)
+    if node is None or not reports.files:
+        return 0
+    from radreview.pacs.send import send
+
+    try:
+        sent = send(node, reports.files, calling_aet=load_pacs_settings().local.ae_title)
+    except PacsError as exc:
+        print(f"radreview predict: --send: {exc}", file=sys.stderr)
+        return 1
+    for what, why in sent.failed:
+        print(f"radreview predict: --send: {Path(what).name}: {why}", file=sys.stderr)
+    print(f"sent {len(sent.sent)} of {len(reports.files)} to {node.label}", file=sys.stderr)
+    return 0 if not sent.failed else 1

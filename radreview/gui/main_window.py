@@ -43,6 +43,7 @@ from radreview.gui.actions import ACTIONS, MENUS, PRESET_KEYS, TOOLBAR
 from radreview.gui.image_cache import DecodedCache
 from radreview.gui.image_view import ZOOM_STEP, ImageView
 from radreview.gui.layouts import LAYOUT_SHAPES, ViewerGrid
+from radreview.gui.pacs_dialog import open_pacs_dialog, save_ai_sr
 from radreview.gui.panels import HeaderPanel, ProblemsPanel, ShortcutsDialog
 from radreview.gui.settings import ViewerSettings, load_settings, save_settings
 from radreview.gui.study_browser import StudyBrowser
@@ -151,6 +152,8 @@ class MainWindow(QMainWindow):
             "open_files": self.open_files_dialog,
             "open_folder": self.open_folder_dialog,
             "open_dicomdir": self.open_dicomdir_dialog,
+            "pacs": lambda: open_pacs_dialog(self),
+            "save_ai_sr": lambda: save_ai_sr(self),
             "export_png": self.export_png_dialog,
             "close_all": self.close_all,
             "quit": self.close,

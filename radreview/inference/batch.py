@@ -116,28 +116,41 @@ def _process_chunk(chunk: list[int], entries, image_ids: list[str], engine: Engi
     return sorted(rows, key=lambda row: row[0])
 
 
+def overlay_image(gray: np.ndarray, label, display: CamDisplay, colormap: str = "jet", opacity: float = 0.5,
+                  max_side: int = 1024, gate: str = "likely") -> np.ndarray | None:
+    """The heatmap of one label blended over the grey image (RGB uint8, at most ``max_side``),
+    or None when the label has no CAM. What ``--cam-dir`` writes and the DICOM secondary
+    captures (radreview.pacs.sr) hold."""
+    from PIL import Image
+
+    if label.cam is None or label.geometry is None:
+        return None
+    shape = display_shape(*gray.shape, max_side=max_side)
+    base = gray if shape == gray.shape else np.asarray(Image.fromarray(gray).resize(shape[::-1], Image.BILINEAR))
+    heat = display.intensity(cam_to_image(label.cam, label.geometry, shape), label.probability,
+                             gate_probability(label, gate))
+    return blend(base, heat, colormap, opacity)
+
+
 def _write_cams(image_id: str, result: ImageResult, gray: np.ndarray, cam_dir: Path, display: CamDisplay,
                 colormap: str, opacity: float, all_labels: bool, max_side: int, gate: str) -> list[Path]:
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
     written = []
-    shape = display_shape(*gray.shape, max_side=max_side)
-    base = gray if shape == gray.shape else np.asarray(Image.fromarray(gray).resize(shape[::-1], Image.BILINEAR))
     for label in result.labels:
-        if label.cam is None or label.geometry is None:
-            continue
-        threshold = gate_probability(label, gate)
-        if not all_labels and label.probability < threshold:
+        if not all_labels and label.probability < gate_probability(label, gate):
             continue  # an honest overlay of a below-threshold label is empty: skip the file
-        heat = display.intensity(cam_to_image(label.cam, label.geometry, shape), label.probability, threshold)
+        rgb = overlay_image(gray, label, display, colormap, opacity, max_side, gate)
+        if rgb is None:
+            continue
         path = cam_dir / f"{image_id}_{label.model}_{label.label}.png"
         info = PngInfo()
         info.add_text("Description", f"{label.display_name} heatmap, {label.model} {label.version}, "
                                      f"p={label.probability:.3f} ({label.tier}); {display.mode} scale. "
                                      f"{RESEARCH_USE_NOTICE}")
         info.add_text("Software", "radreview")
-        Image.fromarray(blend(base, heat, colormap, opacity)).save(path, compress_level=1, pnginfo=info)
+        Image.fromarray(rgb).save(path, compress_level=1, pnginfo=info)
         written.append(path)
     return written
 
