@@ -39,9 +39,6 @@ class Limits:
     max_inflated_bytes: int = 256 << 20
     # A file without the DICM preamble is probed as a raw dataset only up to this size.
     max_raw_dataset_bytes: int = 64 << 20
-    # Values of header elements (before the pixel data) kept in memory; larger ones are read
-    # from the file only when asked for.
-    max_header_bytes: int = 64 << 20
     # Zip archives: bytes unpacked in all, members, and uncompressed/compressed ratio of a member.
     max_zip_bytes: int = 4 << 30
     max_zip_members: int = 50_000

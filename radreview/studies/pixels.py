@@ -33,6 +33,10 @@ from radreview.studies.sizes import check_dicom_size
 from radreview.studies.voi import VOI_FUNCTIONS, VoiLutTable, Window, window_from_range
 
 log = logging.getLogger(__name__)
+# pydicom logs every decoder that fails, with a traceback, at ERROR. Plug-ins are tried one by
+# one here and a file none can decode is reported with its name and the reason (and each failure
+# is in radreview's debug log), so those records would only repeat it, less clearly.
+logging.getLogger("pydicom.pixels.decoders.base").setLevel(logging.CRITICAL)
 
 # Offsets wider than this (e.g. float data, 32-bit integers with a huge range) skip the table.
 MAX_TABLE_SIZE = 1 << 20
@@ -370,7 +374,7 @@ def decode_compressed(path: Path, one: Dataset, ts: UID) -> np.ndarray:
             raise
         except BaseException as exc:  # noqa: BLE001 - Rust plug-ins panic with a BaseException
             log.debug("%s: %s could not decode it", path, plugin, exc_info=True)
-            failures.append(_short(exc))
+            failures.append(_short(exc).replace("Unable to decode as exceptions were raised by all available plugins: ", ""))
     if ISOLATED_PLUGIN in available:
         from radreview.studies import isolated
 
