@@ -104,17 +104,26 @@ def _extract_all(handle: zipfile.ZipFile, members: list[zipfile.ZipInfo], folder
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         written = 0
-        allowed = max(RATIO_GRACE, cap.max_zip_ratio * max(member.compress_size, 1))
         with handle.open(member) as source, open(target, "wb") as out:
             while chunk := source.read(CHUNK):
                 written += len(chunk)
                 total += len(chunk)
                 if total > cap.max_zip_bytes:
                     raise _Refused(f"it unpacks to more than {cap.max_zip_bytes} bytes ({hint('max_zip_bytes')})")
-                if written > allowed:
+                if written > RATIO_GRACE and written > cap.max_zip_ratio * max(_consumed(source, member), 1):
                     raise _Refused(f"{member.filename} inflates more than {cap.max_zip_ratio} times its "
                                    f"compressed size, as a zip bomb does ({hint('max_zip_ratio')})")
                 out.write(chunk)
+
+
+def _consumed(source: zipfile.ZipExtFile, member: zipfile.ZipInfo) -> int:
+    """Compressed bytes read so far (so a bomb is caught after its first megabyte, not after
+    ratio x its whole compressed size); the whole member's if zipfile does not say."""
+    left = getattr(source, "_compress_left", None)
+    if not isinstance(left, int):
+        return member.compress_size
+    tail = getattr(getattr(source, "_decompressor", None), "unconsumed_tail", b"")  # read, not yet inflated
+    return member.compress_size - left - (len(tail) if isinstance(tail, bytes) else 0)
 
 
 def _target(folder: Path, name: str) -> Path | None:

@@ -246,7 +246,14 @@ def _open(path: Path, handle: BinaryIO, stop_at_pixels: bool, last_group: int | 
         preamble = read_preamble(handle, force=not magic)
         file_meta = _read_file_meta_info(handle)
         dataset_start = handle.tell()
-        deflated = file_meta.get("TransferSyntaxUID") == pydicom.uid.DeflatedExplicitVRLittleEndian
+        if not deflated_syntax(file_meta) and handle.read(8) == bytes(8):
+            # pydicom reads group 0000 (a command set) without any stop: a file of zeros would
+            # parse as millions of empty (0000,0000) elements.
+            raise StudyLoadError(path, f"damaged DICOM header (zero bytes where the dataset should start, "
+                                       f"at byte {dataset_start})" if magic else
+                                 "not a DICOM file (no DICM marker and not a raw DICOM dataset)")
+        handle.seek(dataset_start)
+        deflated = deflated_syntax(file_meta)
         stream: BinaryIO = handle
         if deflated:
             stream = InflatingReader(handle, dataset_start, limits().max_inflated_bytes, path)  # type: ignore[assignment]
@@ -279,6 +286,10 @@ def _open(path: Path, handle: BinaryIO, stop_at_pixels: bool, last_group: int | 
     if not magic and not _looks_like_dicom(ds):
         raise StudyLoadError(path, "not a DICOM file (no DICM marker)")
     return DicomFile(path, handle, stream, ds, watch.pixel, None if deflated else size, deflated)
+
+
+def deflated_syntax(file_meta: Dataset) -> bool:
+    return file_meta.get("TransferSyntaxUID") == pydicom.uid.DeflatedExplicitVRLittleEndian
 
 
 def _header_error(path: Path, exc: Exception) -> StudyLoadError:

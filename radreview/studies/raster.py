@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,10 @@ from radreview.studies.fileaccess import open_regular
 from radreview.studies.pixels import DecodedImage, _offsets, to_rgb8
 from radreview.studies.sizes import check_raster_size
 from radreview.studies.voi import window_from_range
+
+# Sizes are checked against radreview's own, lower limit (max_raster_pixels) before decoding, so
+# Pillow's warning at 89 M pixels only repeats it (its error at 179 M pixels stays in force).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".bmp"})
 
