@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "train a classifier by transfer learning (needs the [train] extra)",
     "evaluate": "evaluate a model on a labelled dataset: ROC, operating points, calibration",
     "export": "export a trained checkpoint to a radreview .onnx model file",
+    "calibrate": "fit a model's scope check, calibration and operating points on its training data",
     "study": "design, run and analyse reader studies",
 }
 

@@ -11,6 +11,15 @@ The card is JSON in the model's metadata under the key :data:`CARD_METADATA_KEY`
 Several tasks may share one backbone: each label names its ``task`` (``region``, ``fracture``,
 ``hardware``, ``abnormality``, ``dislocation``...), so one forward pass answers all of them.
 
+Optional parts, each checked when the card is read:
+- ``scope``: the statistics of the scope check (:mod:`radreview.inference.scope`) over a graph
+  output ``features`` [N, D]. Unusable statistics do not make the model unusable: the card is
+  read without them and says why in :attr:`ModelCard.notes` ("no scope check").
+- per label ``calibration``: p = sigmoid(scale * logit + offset), fitted on the validation split;
+  the operating points are thresholds on these calibrated probabilities, and ``basis`` says how
+  many validation positives and negatives they rest on.
+- ``precision``: "float32" or "int8" (a quantised graph).
+
 This module is pure Python (json, hashlib); ``onnx`` is imported lazily only to read or write
 files, so that the card can be built and validated anywhere.
 """
@@ -19,9 +28,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
+
+from radreview.inference.scope import ScopeCheck, ScopeError
 
 CARD_METADATA_KEY = "radreview.model_card"
 CARD_SCHEMA = "radreview.model_card/1"
@@ -35,17 +48,41 @@ class ModelCardError(ValueError):
     """A model file's card is missing or malformed; the message names the file and the field."""
 
 
+# Fewer validation positives (or negatives) than this and a label's operating points are too
+# unstable to label an image "likely" or "possible": a threshold set on 8 positives moves by a
+# whole tier when one of them changes. Such labels show their probability but no tier.
+MIN_OPERATING_POINT_CASES = 20
+
+
 @dataclass(frozen=True)
 class OperatingPoints:
     """Probability thresholds of one label.
 
     ``possible`` is a high-sensitivity threshold, ``likely`` a high-specificity one
-    (``possible <= likely``). ``youden`` is kept for reference when known.
+    (``possible <= likely``). ``youden`` is kept for reference when known. ``basis`` records the
+    data they were chosen on (``split``, ``n_pos``, ``n_neg``, and ``method`` when they are not
+    plain validation-split thresholds).
     """
 
     possible: float
     likely: float
     youden: float | None = None
+    basis: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def reliable(self) -> bool:
+        """False when the basis is known and has too few positives or negatives."""
+        n_pos, n_neg = self.basis.get("n_pos"), self.basis.get("n_neg")
+        if isinstance(n_pos, int) and n_pos < MIN_OPERATING_POINT_CASES:
+            return False
+        return not (isinstance(n_neg, int) and n_neg < MIN_OPERATING_POINT_CASES)
+
+    @property
+    def unreliable_reason(self) -> str:
+        if self.reliable:
+            return ""
+        return (f"operating points rest on only {self.basis.get('n_pos')} positive and "
+                f"{self.basis.get('n_neg')} negative {self.basis.get('split', 'validation')} images")
 
     def tier(self, probability: float) -> str:
         """'likely', 'possible' or 'below' for a probability."""
@@ -69,6 +106,20 @@ class LabelCard:
     # For the chain: this label is shown only when the region model found one of these
     # regions (empty: applies to every region).
     applies_to_regions: tuple[str, ...] = ()
+    calibration: Calibration | None = None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Calibrated probability = sigmoid(scale * logit + offset) (softmax tasks: offset 0)."""
+
+    method: str  # "temperature" | "platt"
+    scale: float
+    offset: float = 0.0
+    fitted_on: str = ""  # e.g. "validation split, 319 images (8 positive)"
+
+    def apply(self, logits):
+        return self.scale * logits + self.offset
 
 
 @dataclass(frozen=True)
@@ -102,7 +153,23 @@ class ModelCard:
     intended_use: str = INTENDED_USE
     weights_sha256: str = ""
     created: str = ""
+    precision: str = "float32"  # "float32" | "int8"
+    scope: dict[str, Any] = field(default_factory=dict)  # radreview.inference.scope statistics, or {}
+    cam: dict[str, Any] = field(default_factory=dict)  # display defaults, e.g. {"span_logits": 12.0}
     schema: str = CARD_SCHEMA
+    # Problems found while reading the card that leave the model usable (not serialised).
+    notes: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    # -- the scope check -----------------------------------------------------------------------
+    @cached_property
+    def scope_check(self) -> ScopeCheck | None:
+        """The parsed scope check, or None (no statistics, or unusable ones: see :attr:`scope_note`)."""
+        return _parse_scope(self.scope)[0]
+
+    @property
+    def scope_note(self) -> str:
+        """Why there is no scope check ("" when there is one)."""
+        return _parse_scope(self.scope)[1] if self.scope_check is None else ""
 
     # -- queries -------------------------------------------------------------------------
     @property
@@ -113,8 +180,12 @@ class ModelCard:
         return tuple(label for label in self.labels if label.task == task)
 
     # -- (de)serialisation -----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        raw = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "notes"}
+        return json.loads(json.dumps(raw, default=_jsonable))
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str, source: str = "model card") -> ModelCard:
@@ -150,15 +221,17 @@ class ModelCard:
             labels = []
             for i, raw_label in enumerate(need(raw, "labels", "")):
                 ops = raw_label.get("operating_points")
+                calibration = raw_label.get("calibration")
                 labels.append(
                     LabelCard(
                         name=str(need(raw_label, "name", f"labels[{i}].")),
                         task=str(need(raw_label, "task", f"labels[{i}].")),
                         index=int(need(raw_label, "index", f"labels[{i}].")),
                         activation=raw_label.get("activation", "sigmoid"),
-                        operating_points=OperatingPoints(**ops) if ops else None,
+                        operating_points=_operating_points(ops) if ops else None,
                         display_name=raw_label.get("display_name", ""),
                         applies_to_regions=tuple(raw_label.get("applies_to_regions", ())),
+                        calibration=_calibration(calibration, f"labels[{i}]") if calibration else None,
                     )
                 )
             card = cls(
@@ -168,6 +241,8 @@ class ModelCard:
                 input=input_card,
                 **{k: raw[k] for k in _OPTIONAL_FIELDS if k in raw},
             )
+            if card.scope and card.scope_check is None:
+                card = replace(card, notes=(*card.notes, f"no scope check: {card.scope_note}"))
         except ModelCardError:
             raise
         except (TypeError, ValueError) as exc:
@@ -188,13 +263,67 @@ class ModelCard:
             ops = label.operating_points
             if ops and not (0.0 <= ops.possible <= ops.likely <= 1.0):
                 raise ModelCardError(f"{source}: label {label.name!r} has operating points out of order")
+            cal = label.calibration
+            if cal is not None:
+                if not (math.isfinite(cal.scale) and cal.scale > 0 and math.isfinite(cal.offset)):
+                    raise ModelCardError(f"{source}: label {label.name!r} has an unusable calibration "
+                                         f"(scale {cal.scale}, offset {cal.offset}; scale must be > 0)")
+                if label.activation == "softmax" and cal.offset != 0.0:
+                    raise ModelCardError(f"{source}: softmax label {label.name!r} can only be temperature-scaled")
+        for task in self.tasks:
+            scales = {lab.calibration.scale if lab.calibration else 1.0
+                      for lab in self.labels_of(task) if lab.activation == "softmax"}
+            if len(scales) > 1:
+                raise ModelCardError(f"{source}: the softmax labels of task {task!r} need one shared temperature")
+        if self.precision not in PRECISIONS:
+            raise ModelCardError(f"{source}: precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.input.height < 8 or self.input.width < 8:
             raise ModelCardError(f"{source}: input size {self.input.height}x{self.input.width} is too small")
         if "research" not in self.intended_use.lower():
             raise ModelCardError(f"{source}: intended use must state research use")
 
 
+PRECISIONS = ("float32", "int8")
+
+
+def _operating_points(raw: Any) -> OperatingPoints:
+    if not isinstance(raw, dict):
+        raise TypeError(f"operating_points must be an object, got {type(raw).__name__}")
+    basis = raw.get("basis", {})
+    return OperatingPoints(possible=float(raw["possible"]), likely=float(raw["likely"]),
+                           youden=None if raw.get("youden") is None else float(raw["youden"]),
+                           basis=dict(basis) if isinstance(basis, dict) else {})
+
+
+def _calibration(raw: Any, where: str) -> Calibration:
+    if not isinstance(raw, dict):
+        raise TypeError(f"{where}.calibration must be an object")
+    method = raw.get("method")
+    if method not in ("temperature", "platt"):
+        raise ValueError(f"{where}.calibration.method {method!r} is not 'temperature' or 'platt'")
+    return Calibration(method=method, scale=float(raw["scale"]), offset=float(raw.get("offset", 0.0)),
+                       fitted_on=str(raw.get("fitted_on", "")))
+
+
+def _parse_scope(raw: dict[str, Any]) -> tuple[ScopeCheck | None, str]:
+    if not raw:
+        return None, "the model card has no scope statistics"
+    try:
+        return ScopeCheck.from_dict(raw), ""
+    except ScopeError as exc:
+        return None, f"unusable scope statistics ({exc})"
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value):
+        return {f.name: getattr(value, f.name) for f in fields(value)}
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 _OPTIONAL_FIELDS = (
+    "precision",
+    "scope",
+    "cam",
     "architecture",
     "description",
     "training_data",
@@ -220,8 +349,6 @@ def weights_sha256(model: Any) -> str:
 def write_card(model_path: str | Path, card: ModelCard) -> ModelCard:
     """Store ``card`` (with the weights' sha256 filled in) in the metadata of an ONNX file."""
     import onnx  # lazy: only writers and checksum verifiers need it
-
-    from dataclasses import replace
 
     model = onnx.load(str(model_path))
     card = replace(card, weights_sha256=weights_sha256(model))

@@ -5,6 +5,13 @@ every other label runs only on images showing a region it applies to
 (``LabelCard.applies_to_regions``; empty means every region). A model whose labels all belong to
 tasks that do not apply to an image is not run on it. When one file holds several tasks (one
 backbone, several heads) a single forward pass answers them all.
+
+Every answer is made honest here, once, for every place that shows it (viewer, reading window,
+``predict``, DICOM results): logits are calibrated as the card says before they become
+probabilities and tiers; each model's scope check gives a :class:`ScopeVerdict` per image, and
+the labels of a model that calls an image out of its scope keep their probabilities but get the
+tier ``out_of_scope``; a label whose operating points rest on too few validation cases gets no
+tier. Region labels of an out-of-scope image do not steer the chain.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from radreview.inference.cam import local_logits
 from radreview.inference.card import LabelCard, ModelCard
 from radreview.inference.preprocess import LetterboxGeometry, prepare, preprocessing_key
 from radreview.inference.registry import ModelFile, ModelProblem
+from radreview.inference.scope import ScopeCheck, ScopeVerdict
 from radreview.inference.sessions import SessionInfo, create_session
 
 log = logging.getLogger(__name__)
@@ -34,16 +42,23 @@ class LabelResult:
     label: str
     display_name: str
     task: str
-    probability: float
-    logit: float
-    tier: str  # "likely" / "possible" / "below"; "" when the card gives no operating points
-    possible: float | None  # the label's thresholds, for display and CAM gating
+    probability: float  # calibrated when the card has a calibration
+    logit: float  # the calibrated logit (sigmoid of it is ``probability``)
+    # "likely" / "possible" / "below"; "out_of_scope" when the model's scope check rejects the
+    # image; "" when the card gives no (or no reliable) operating points
+    tier: str
+    possible: float | None  # the label's thresholds (calibrated scale), for display and CAM gating
     likely: float | None
-    cam: np.ndarray | None  # [h, w] local logits over the model canvas
+    cam: np.ndarray | None  # [h, w] local logits over the model canvas, calibrated like ``logit``
     geometry: LetterboxGeometry | None
     # "logit": local logits on an absolute scale (in-graph CAM); "relative": a map already
     # scaled 0..1 per image (the torch back end's Grad-CAM family), which has no absolute scale
     cam_units: str = "logit"
+    in_scope: bool | None = None  # the model's scope verdict; None: the model has no scope check
+    tier_in_scope: str = ""  # the tier the operating points give, shown only on request when out of scope
+    tier_note: str = ""  # why there is no tier (e.g. too few validation positives)
+    raw_probability: float | None = None  # before calibration
+    cam_span: float | None = None  # the card's default colour-map span (logits), when it gives one
 
     @property
     def key(self) -> str:
@@ -55,9 +70,16 @@ class ImageResult:
     labels: list[LabelResult] = field(default_factory=list)
     regions: tuple[str, ...] = ()  # regions the chain found ("" tuple: no region model)
     providers: tuple[str, ...] = ()
+    scopes: dict[str, ScopeVerdict] = field(default_factory=dict)  # per model name
 
     def get(self, label: str, model: str | None = None) -> LabelResult | None:
         return next((r for r in self.labels if r.label == label and (model is None or r.model == model)), None)
+
+    @property
+    def in_scope(self) -> bool | None:
+        """False when any model that answered calls the image out of scope; None when none can tell."""
+        verdicts = [v.in_scope for v in self.scopes.values() if v.in_scope is not None]
+        return None if not verdicts else all(verdicts)
 
 
 @dataclass
@@ -78,13 +100,52 @@ class LoadedModel:
         self.session, self.info = create_session(model_file.path, provider, threads)
         self.key = preprocessing_key(self.card.input)
         self.is_region = any(label.task == REGION_TASK for label in self.card.labels)
+        self.scope, self.scope_note = self._scope_check()
+        self.outputs = ["logits", "cam"] + ([self.scope.output] if self.scope is not None else [])
+        n = len(self.card.labels)
+        self._scale = np.ones(n, np.float32)
+        self._offset = np.zeros(n, np.float32)
+        for label in self.card.labels:
+            if label.calibration is not None:
+                self._scale[label.index] = label.calibration.scale
+                self._offset[label.index] = label.calibration.offset
+        self.calibrated = any(label.calibration is not None for label in self.card.labels)
 
-    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, cam = self.session.run(["logits", "cam"], {"image": batch})
-        return logits, cam
+    def _scope_check(self) -> tuple[ScopeCheck | None, str]:
+        check = self.card.scope_check
+        if check is None:
+            return None, self.card.scope_note
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        if check.output not in outputs:
+            note = f"the graph has no output {check.output!r} that the scope statistics need"
+            log.warning("%s: %s; running without a scope check", self.file.path, note)
+            return None, note
+        shape = outputs[check.output].shape
+        if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != check.dim):
+            note = f"graph output {check.output!r} has shape {shape}, the scope statistics expect [N, {check.dim}]"
+            log.warning("%s: %s; running without a scope check", self.file.path, note)
+            return None, note
+        return check, ""
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(raw logits [N, K], cam [N, K, h, w], pooled features [N, D] or None)."""
+        values = self.session.run(self.outputs, {"image": batch})
+        return values[0], values[1], (values[2] if len(values) > 2 else None)
+
+    def calibrate(self, logits: np.ndarray) -> np.ndarray:
+        """Raw logits (or local logits [..., K, h, w] with ``axis``) -> the card's calibrated logits."""
+        if not self.calibrated:
+            return logits
+        return logits * self._scale + self._offset
+
+    def calibrate_maps(self, local: np.ndarray) -> np.ndarray:
+        """Local logits [N, K, h, w] on the calibrated scale (the same affine map as the logits)."""
+        if not self.calibrated:
+            return local
+        return local * self._scale[None, :, None, None] + self._offset[None, :, None, None]
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        """Sigmoid per label, or softmax over the labels of the same task."""
+        """Sigmoid per label, or softmax over the labels of the same task (of calibrated logits)."""
         probs = np.empty_like(logits)
         for task in self.card.tasks:
             labels = self.card.labels_of(task)
@@ -96,6 +157,13 @@ class LoadedModel:
             else:
                 probs[:, cols] = 1.0 / (1.0 + np.exp(-logits[:, cols]))
         return probs
+
+    def verdicts(self, features: np.ndarray | None, n: int) -> list[ScopeVerdict]:
+        name = self.card.name
+        if self.scope is None or features is None:
+            return [ScopeVerdict(name, "no_check", note=self.scope_note)] * n
+        distances = self.scope.distance(features)
+        return [ScopeVerdict(name, self.scope.status(float(d)), float(d), self.scope.threshold) for d in distances]
 
 
 def region_threshold(label: LabelCard) -> float:
@@ -168,12 +236,16 @@ class Engine:
     ) -> list[ImageResult]:
         """Run the chain over preprocessed images; one :class:`ImageResult` per item."""
         results = [ImageResult(providers=tuple(dict.fromkeys(m.info.provider for m in self.models))) for _ in items]
+        for result in results:  # models the chain does not run on an image give no verdict
+            result.scopes = {}
         region_models = [m for m in self.models if m.is_region]
         regions: list[tuple[str, ...] | None] = [None] * len(items)
         for model in region_models:
             probs = self._run_model(model, items, range(len(items)), results, None, with_cam, cancel)
             region_labels = model.card.labels_of(REGION_TASK)
             for i in range(len(items)):
+                if results[i].scopes[model.card.name].in_scope is False:
+                    continue  # an image outside the region model's scope has no region it can name
                 found = [lab.name for lab in region_labels if probs[i][lab.index] >= region_threshold(lab)]
                 if not found:  # the chain needs a region: take the most probable one
                     found = [max(region_labels, key=lambda lab: probs[i][lab.index]).name]
@@ -200,23 +272,33 @@ class Engine:
                 raise InterruptedError("inference cancelled")
             chunk = indices[start : start + self.batch_size]
             batch = np.stack([items[i].tensors[model.key] for i in chunk])
-            logits, cam = model.run(batch)
+            raw_logits, cam, features = model.run(batch)
+            logits = model.calibrate(raw_logits)
             probs = model.probabilities(logits)
-            local = local_logits(cam, logits) if with_cam else None
+            raw_probs = model.probabilities(raw_logits) if model.calibrated else probs
+            local = model.calibrate_maps(local_logits(cam, raw_logits)) if with_cam else None
+            verdicts = model.verdicts(features, len(chunk))
             for row, i in enumerate(chunk):
                 probs_by_item[i] = probs[row]
+                results[i].scopes[model.card.name] = verdicts[row]
                 for label in model.card.labels:
                     if regions is not None and not applies(label, regions[i]):
                         continue
-                    results[i].labels.append(self._label_result(model, label, probs[row], logits[row],
-                                                                None if local is None else local[row],
-                                                                items[i].geometries[model.key]))
+                    results[i].labels.append(self._label_result(
+                        model, label, probs[row], logits[row], raw_probs[row],
+                        None if local is None else local[row], items[i].geometries[model.key], verdicts[row]))
         return probs_by_item
 
     @staticmethod
-    def _label_result(model, label, probs, logits, local, geometry) -> LabelResult:
+    def _label_result(model, label, probs, logits, raw_probs, local, geometry, verdict: ScopeVerdict) -> LabelResult:
         p = float(probs[label.index])
         ops = label.operating_points
+        tier, note = "", ""
+        if ops is not None and ops.reliable:
+            tier = ops.tier(p)
+        elif ops is not None:
+            note = ops.unreliable_reason
+        span = model.card.cam.get("span_logits") if isinstance(model.card.cam, dict) else None
         return LabelResult(
             model=model.card.name,
             version=model.card.version,
@@ -225,11 +307,16 @@ class Engine:
             task=label.task,
             probability=p,
             logit=float(logits[label.index]),
-            tier=ops.tier(p) if ops else "",
+            tier="out_of_scope" if verdict.in_scope is False else tier,
             possible=ops.possible if ops else None,
             likely=ops.likely if ops else None,
             cam=None if local is None else np.ascontiguousarray(local[label.index]),
             geometry=geometry,
+            in_scope=verdict.in_scope,
+            tier_in_scope=tier,
+            tier_note=note,
+            raw_probability=float(raw_probs[label.index]),
+            cam_span=float(span) if isinstance(span, (int, float)) and span > 0 else None,
         )
 
     def predict(self, display: np.ndarray, with_cam: bool = True) -> ImageResult:

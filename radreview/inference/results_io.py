@@ -1,7 +1,10 @@
 """Writing batch predictions: CSV (one row per image and label, then per study and label) or JSON.
 
 Rows carry pseudonymous IDs (``S00001``, ``S00001-I001``: numbered in the order the index lists
-studies). Patient keys, UIDs and file paths appear only with ``identifiers=True``. Every row names
+studies). Image rows say whether the row's model calls the image inside its scope (``in_scope``
+``true``/``false``, empty when the model has no scope check) and the distance behind it; out-of-scope
+rows keep their probabilities, with the tier ``out_of_scope``. Study rows count the views that were
+left out of the study's mean for being out of scope. Patient keys, UIDs and file paths appear only with ``identifiers=True``. Every row names
 the model and its version and the provider that ran; JSON adds a header with the models'
 checksums, provider notes and the research-use notice.
 """
@@ -16,9 +19,11 @@ from typing import Any
 from radreview import RESEARCH_USE_NOTICE, __version__
 from radreview.inference.batch import BatchResult
 from radreview.inference.engine import Engine
+from radreview.inference.scope import ScopeVerdict
 
 IMAGE_COLUMNS = ["level", "study_id", "image_id", "model", "version", "task", "label", "probability",
-                 "tier", "views", "regions", "provider", "error"]
+                 "tier", "in_scope", "scope_distance", "scope_threshold", "views", "out_of_scope_views",
+                 "regions", "provider", "error"]
 IDENTIFIER_COLUMNS = ["patient_id", "study_uid", "sop_instance_uid", "path"]
 
 
@@ -35,17 +40,29 @@ def rows(result: BatchResult, engine: Engine, identifiers: bool = False) -> list
                         "error": _reason(record.error, record.path, identifiers), **ident})
             continue
         regions = ";".join(record.result.regions) if record.result else ""
+        scopes = record.result.scopes if record.result else {}
         for label in record.result.labels if record.result else []:
             out.append({"level": "image", "study_id": record.study_id, "image_id": record.image_id,
                         "model": label.model, "version": label.version, "task": label.task, "label": label.label,
-                        "probability": round(label.probability, 6), "tier": label.tier, "views": 1,
+                        "probability": round(label.probability, 6), "tier": label.tier,
+                        **scope_columns(scopes.get(label.model)), "views": 1,
                         "regions": regions, "provider": provider, **ident})
     for study in result.studies:
         out.append({"level": "study", "study_id": study.study, "image_id": "", "model": study.model,
                     "version": study.version, "task": study.task, "label": study.label,
                     "probability": round(study.probability, 6), "tier": study.tier, "views": study.views,
+                    "out_of_scope_views": study.out_of_scope_views,
                     "provider": provider, **ids_by_study.get(study.study, {})})
     return out
+
+
+def scope_columns(verdict: ScopeVerdict | None) -> dict[str, Any]:
+    """``in_scope`` as "true"/"false" ("" without a scope check), the distance and its limit."""
+    if verdict is None or verdict.in_scope is None:
+        return {"in_scope": "", "scope_distance": "", "scope_threshold": ""}
+    return {"in_scope": "true" if verdict.in_scope else "false",
+            "scope_distance": "" if verdict.distance is None else round(verdict.distance, 4),
+            "scope_threshold": "" if verdict.threshold is None else round(verdict.threshold, 4)}
 
 
 def _reason(error: str, path: Path, identifiers: bool) -> str:
@@ -68,7 +85,9 @@ def write_json(path: str | Path, result: BatchResult, engine: Engine, identifier
         "provider": engine.provider,
         "provider_notes": engine.provider_notes,
         "models": [{"name": m.card.name, "version": m.card.version, "weights_sha256": m.card.weights_sha256,
-                    "file": m.file.path.name, "provider": m.info.provider} for m in engine.models],
+                    "file": m.file.path.name, "provider": m.info.provider, "precision": m.card.precision,
+                    "scope_check": m.scope is not None, "scope_note": m.scope_note,
+                    "calibrated": m.calibrated} for m in engine.models],
         "images": [r for r in rows(result, engine, identifiers) if r["level"] == "image"],
         "studies": [r for r in rows(result, engine, identifiers) if r["level"] == "study"],
         "problems": [{"file": str(p) if identifiers else p.name, "reason": reason} for p, reason in result.problems],

@@ -11,7 +11,7 @@ Modules (one topic each; every formula and its source is in the module docstring
 * ``agreement`` - percent agreement, Cohen's kappa (weighted) with SEs, Fleiss' kappa,
   decision changes (unaided -> aided);
 * ``mcnemar`` - McNemar's test for paired proportions;
-* ``calibration`` - reliability curve, ECE/MCE, Brier score;
+* ``calibration`` - reliability curve, ECE/MCE, Brier score, temperature/Platt scaling;
 * ``mrmc`` (``mrmc_data``, ``obuchowski_rockette``, ``dbm``) - multi-reader multi-case ROC
   analysis: Obuchowski-Rockette with jackknife/DeLong covariances and Hillis ddf, and
   Dorfman-Berbaum-Metz, reproducing the published Van Dyke results.
@@ -34,9 +34,11 @@ from radreview.metrics.agreement import (
 )
 from radreview.metrics.bootstrap import BootstrapResult, bootstrap_ci, bootstrap_indices
 from radreview.metrics.calibration import (
+    LogitCalibration,
     ReliabilityCurve,
     brier_score,
     expected_calibration_error,
+    fit_logit_calibration,
     maximum_calibration_error,
     reliability_curve,
 )
@@ -122,6 +124,8 @@ __all__ = [
     "delong_test_unpaired",
     "delong_variance",
     "expected_calibration_error",
+    "fit_logit_calibration",
+    "LogitCalibration",
     "fleiss_kappa",
     "maximum_calibration_error",
     "mcnemar_from_counts",

@@ -60,6 +60,8 @@ class EvalModel:
     run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # normalised batch -> (logits, cam)
     torch_model: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
+    scope: Any = None  # the card's ScopeCheck, when the model has one
+    distances: list[np.ndarray] = field(default_factory=list)  # filled by run() batch by batch
 
 
 def load_eval_model(path: str | Path, provider: str = "cpu") -> EvalModel:
@@ -79,11 +81,23 @@ def _load_onnx(path: Path, provider: str) -> EvalModel:
     card = read_card(path)
     session, _ = create_session(str(path), provider)
     outputs = [o.name for o in session.get_outputs()]
+    scope = card.scope_check if card.scope_check is not None and card.scope_check.output in outputs else None
+    scale = np.ones(len(card.labels), np.float32)
+    offset = np.zeros(len(card.labels), np.float32)
+    for label in card.labels:
+        if label.calibration is not None:
+            scale[label.index], offset[label.index] = label.calibration.scale, label.calibration.offset
+    distances: list[np.ndarray] = []
 
     def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # the card's calibration applies before anything is judged: its operating points are
+        # thresholds on calibrated probabilities (the viewer's engine does the same)
         result = session.run(None, {"image": batch.astype(np.float32)})
         named = dict(zip(outputs, result))
-        return named["logits"], named.get("cam", np.zeros((len(batch), 0, 1, 1), np.float32))
+        if scope is not None:
+            distances.append(scope.distance(named[scope.output]))
+        cam = named.get("cam", np.zeros((len(batch), 0, 1, 1), np.float32))
+        return named["logits"] * scale + offset, cam
 
     labels = [{"name": l.name, "task": l.task, "activation": l.activation} for l in sorted(card.labels, key=lambda l: l.index)]
     points = {
@@ -91,8 +105,13 @@ def _load_onnx(path: Path, provider: str) -> EvalModel:
                  **({"youden": l.operating_points.youden} if l.operating_points.youden is not None else {})}
         for l in card.labels if l.operating_points
     }
-    return EvalModel(path, "onnx", labels, card.input.height, card.input.width, tuple(card.input.mean),
-                     tuple(card.input.std), points, None, run, meta={"name": card.name, "version": card.version})
+    meta = {"name": card.name, "version": card.version, "precision": card.precision,
+            "calibrated": bool(np.any(scale != 1) or np.any(offset != 0)), "scope_check": scope is not None}
+    model = EvalModel(path, "onnx", labels, card.input.height, card.input.width, tuple(card.input.mean),
+                      tuple(card.input.std), points, None, run, meta=meta)
+    model.scope = scope
+    model.distances = distances
+    return model
 
 
 def _load_checkpoint(path: Path) -> EvalModel:
@@ -242,6 +261,12 @@ def evaluate_model(
         if name in labels:
             by_task.setdefault(model.labels[model_col]["task"], []).append(labels[name]["auc"]["auc"])
     result["macro_auc_by_task"] = {task: float(np.mean(v)) for task, v in by_task.items()}
+    if model.scope is not None and model.distances:
+        distances = np.concatenate(model.distances)
+        rejected = int(np.sum(~(distances <= model.scope.threshold)))
+        result["scope"] = {"threshold": model.scope.threshold, "n": int(len(distances)), "rejected": rejected,
+                           "rejected_share": rejected / len(distances),
+                           "distance_percentiles": {str(q): float(np.percentile(distances, q)) for q in (50, 90, 99)}}
 
     from radreview.training import eval_plots
 
@@ -327,6 +352,10 @@ def grad_cam_map(model: EvalModel, pixels: np.ndarray, column: int) -> np.ndarra
 def format_summary(result: dict[str, Any]) -> str:
     """A short text table of the figures for the terminal."""
     lines = [f"{result['description']}: {result['n_images']} images, macro-AUC {result['macro_auc']:.3f}"]
+    if "scope" in result:
+        scope = result["scope"]
+        lines.append(f"  scope check: {scope['rejected']} of {scope['n']} images rejected as out of scope "
+                     f"({100 * scope['rejected_share']:.1f}%)")
     for name, fig in result["labels"].items():
         auc = fig["auc"]
         line = f"  {name:<12} AUC {auc['auc']:.3f} (95% CI {auc['low']:.3f}-{auc['high']:.3f}; {auc['n_pos']} pos / {auc['n_neg']} neg)"

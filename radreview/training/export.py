@@ -19,13 +19,12 @@ import torch
 
 from radreview import RESEARCH_USE_NOTICE
 from radreview.inference.card import InputCard, LabelCard, ModelCard, OperatingPoints, write_card
+from radreview.training.card_sections import DISPLAY_NAMES, validation_section
 from radreview.training.checkpoint import load_model
 from radreview.training.model import CamExportWrapper
 
 log = logging.getLogger(__name__)
 OPSET = 17
-DISPLAY_NAMES = {"fractured": "Fracture", "hardware": "Orthopaedic hardware", "hand": "Hand", "leg": "Leg",
-                 "hip": "Hip", "shoulder": "Shoulder"}
 
 
 def export_onnx_graph(model: torch.nn.Module, height: int, width: int, out_path: Path) -> None:
@@ -50,28 +49,6 @@ def export_onnx_graph(model: torch.nn.Module, height: int, width: int, out_path:
             do_constant_folding=True,
             dynamo=False,  # the TorchScript exporter needs no onnxscript and gives a compact graph
         )
-
-
-def _validation_section(meta: dict[str, Any], validation: dict[str, Any] | None) -> dict[str, Any]:
-    if validation:
-        section = {"source": validation.get("description", "radreview evaluate"),
-                   "dataset": validation.get("dataset", ""), "split": validation.get("split", ""),
-                   "labels": {}}
-        for name, figures in validation.get("labels", {}).items():
-            auc = figures.get("auc", {})
-            section["labels"][name] = {
-                "auc": auc.get("auc"), "ci_low": auc.get("low"), "ci_high": auc.get("high"),
-                "ci_method": "DeLong 95%", "n_pos": auc.get("n_pos"), "n_neg": auc.get("n_neg"),
-                **{k: figures.get("calibration", {}).get(k) for k in ("ece", "brier") if figures.get("calibration")},
-                "at_operating_points": {
-                    point: {"threshold": stats["threshold"], "sensitivity": stats["sensitivity"]["estimate"],
-                            "specificity": stats["specificity"]["estimate"]}
-                    for point, stats in figures.get("card_operating_points", {}).items()
-                },
-            }
-        return section
-    return {"source": "validation split used for early stopping (optimistic; no test-set evaluation given)",
-            "labels": {k: {"auc": v} for k, v in meta.get("validation_split", {}).get("auc", {}).items()}}
 
 
 def card_from_checkpoint(meta: dict[str, Any], validation: dict[str, Any] | None = None) -> ModelCard:
@@ -104,7 +81,7 @@ def card_from_checkpoint(meta: dict[str, Any], validation: dict[str, Any] | None
             "positives": data.get("positives", {}), "split_file": Path(data.get("split_file", "")).name,
             "deduplication": data.get("deduplication", ""),
         },
-        validation=_validation_section(meta, validation),
+        validation=validation_section(meta, validation),
         training_run=meta.get("training_run", {}),
         licence=(f"{data['licence']} (derived from the training data; keep the attribution)" if data.get("licence") else ""),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -1,0 +1,325 @@
+"""Scope check, calibration and the one presentation of the AI, with real ONNX models built here."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+
+import numpy as np
+import onnx
+import pytest
+
+from radreview.inference.aggregate import aggregate_studies
+from radreview.inference.card import (
+    CARD_METADATA_KEY,
+    Calibration,
+    ModelCard,
+    OperatingPoints,
+    read_card,
+    write_card,
+)
+from radreview.inference.engine import Engine
+from radreview.inference.presentation import (
+    OUT_OF_SCOPE_MESSAGE,
+    cutoffs_text,
+    format_cutoff,
+    format_probability,
+    present_image,
+    present_study,
+)
+from radreview.inference.registry import check_model_file, discover
+from radreview.inference.scope import ScopeCheck, ScopeError, fit_scope, rejection_rate
+from radreview.inference.toy import toy_card, write_toy_model
+from radreview.metrics.calibration import expected_calibration_error, fit_logit_calibration
+from radreview.training.calibrate import add_features_output, calibrated_card
+
+
+# -- the scope statistics ------------------------------------------------------------------------
+def gaussian(n: int, d: int = 24, shift: float = 0.0, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mixing = np.random.default_rng(99).normal(size=(d, d)) / math.sqrt(d)  # correlated features
+    return rng.normal(size=(n, d)) @ mixing + shift
+
+
+def test_fit_scope_rejects_about_one_percent_in_distribution_and_catches_a_shift():
+    check = fit_scope(gaussian(2000), gaussian(500, seed=1), percentile=99, components=8)
+    assert 0.0 <= rejection_rate(check, gaussian(4000, seed=2)) <= 0.03
+    assert rejection_rate(check, gaussian(500, shift=1.5, seed=3)) >= 0.95
+    # a shift along a direction of *small* variance counts more than its size suggests
+    assert check.reference["n_fit"] == 2000 and check.reference["n_threshold"] == 500
+
+
+def test_scope_round_trips_through_the_card_dict():
+    check = fit_scope(gaussian(300), gaussian(100, seed=1), components=6)
+    again = ScopeCheck.from_dict(json.loads(json.dumps(check.to_dict())))
+    x = gaussian(20, seed=5)
+    assert np.allclose(check.distance(x), again.distance(x))
+    assert again.threshold == pytest.approx(check.threshold)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("mean"), "'mean' is missing"),
+    (lambda d: d.update(dim=d["dim"] + 1), "holds"),
+    (lambda d: d.update(variances=d["variances"][:-1]), "'variances' must be a list"),
+    (lambda d: d.update(threshold=float("nan")), "'threshold' must be a positive finite number"),
+    (lambda d: d.update(residual_variance=-1.0), "'residual_variance'"),
+    (lambda d: d.update(method="knn/9"), "unknown scope method"),
+    (lambda d: d.update(mean="not base64!"), "not valid base64"),
+])
+def test_malformed_scope_statistics_are_named(change, message):
+    raw = fit_scope(gaussian(100), gaussian(50, seed=1), components=4).to_dict()
+    change(raw)
+    with pytest.raises(ScopeError, match=message):
+        ScopeCheck.from_dict(raw)
+
+
+def test_non_finite_scope_values_are_refused():
+    check = fit_scope(gaussian(100), gaussian(50, seed=1), components=4)
+    raw = dataclasses.replace(check, mean=np.full(check.dim, np.nan)).to_dict()
+    with pytest.raises(ScopeError, match="NaN"):
+        ScopeCheck.from_dict(raw)
+
+
+# -- calibration ----------------------------------------------------------------------------------
+def test_platt_scaling_recovers_a_known_miscalibration_and_lowers_ece():
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 4, 3000)
+    y = (rng.random(3000) < 1 / (1 + np.exp(-(0.3 * z - 1.5)))).astype(int)
+    fit = fit_logit_calibration(y, z, "platt")
+    assert fit.scale == pytest.approx(0.3, abs=0.05) and fit.offset == pytest.approx(-1.5, abs=0.2)
+    before = expected_calibration_error(y, 1 / (1 + np.exp(-z)))
+    after = expected_calibration_error(y, 1 / (1 + np.exp(-fit.apply(z))))
+    assert after < before / 3
+
+
+def test_temperature_scaling_keeps_the_midpoint():
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 5, 2000)
+    y = (rng.random(2000) < 1 / (1 + np.exp(-z / 3))).astype(int)
+    fit = fit_logit_calibration(y, z, "temperature")
+    assert fit.offset == 0.0 and 1 / fit.scale == pytest.approx(3.0, rel=0.15)
+
+
+def test_calibration_needs_both_classes():
+    with pytest.raises(ValueError, match="positive and negative"):
+        fit_logit_calibration(np.ones(10), np.zeros(10))
+
+
+# -- models with a scope check and calibration ----------------------------------------------------
+def _with_features(path):
+    model = onnx.load(str(path))
+    card = ModelCard.from_json({p.key: p.value for p in model.metadata_props}[CARD_METADATA_KEY])
+    onnx.save(add_features_output(model), str(path))
+    return write_card(path, card)
+
+
+def _features_of(path, card, images):
+    """The graph's pooled features, straight from onnxruntime (the card has no scope yet)."""
+    import onnxruntime as ort
+
+    from radreview.inference.preprocess import prepare
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    batch = np.stack([prepare(image, card.input)[0] for image in images])
+    return session.run(["features"], {"image": batch})[0]
+
+
+def dark_images(n, seed=0):
+    """Radiograph-like stand-ins for 'the training images': dark frames with a bright blob."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        image = rng.integers(0, 40, (96, 80)).astype(np.uint8)
+        r, c = rng.integers(10, 50), rng.integers(10, 40)
+        image[r:r + 30, c:c + 25] = rng.integers(180, 255)
+        out.append(image)
+    return out
+
+
+@pytest.fixture(scope="module")
+def scoped_model(tmp_path_factory):
+    """A toy fracture model with a real scope check fitted on dark-with-blob images, and calibration."""
+    folder = tmp_path_factory.mktemp("scoped")
+    path = folder / "scoped.onnx"
+    write_toy_model(path, toy_card("scoped", [("fractured", "fracture")]))
+    card = _with_features(path)
+    train, val = dark_images(300, 0), dark_images(120, 1)
+    scope = fit_scope(_features_of(path, card, train), _features_of(path, card, val), components=4)
+    label = dataclasses.replace(card.labels[0], calibration=Calibration("platt", 0.5, -1.0, "test"),
+                                operating_points=OperatingPoints(0.2, 0.6, basis={"n_pos": 40, "n_neg": 80}))
+    write_card(path, dataclasses.replace(card, labels=(label,), scope=scope.to_dict()))
+    return path
+
+
+def scoped_engine(path) -> Engine:
+    return Engine([check_model_file(path)], provider="cpu", threads=1)
+
+
+def test_engine_gives_in_scope_for_training_like_images_and_out_of_scope_otherwise(scoped_model):
+    engine = scoped_engine(scoped_model)
+    inside = engine.predict(dark_images(1, seed=7)[0])
+    outside = engine.predict(np.full((96, 80), 230, np.uint8))  # a blank white page
+    assert inside.scopes["scoped"].status == "in_scope" and inside.in_scope is True
+    assert outside.scopes["scoped"].status == "out_of_scope" and outside.in_scope is False
+    label = outside.labels[0]
+    assert label.tier == "out_of_scope" and label.in_scope is False
+    assert label.tier_in_scope in ("likely", "possible", "below")  # kept for "show anyway"
+    assert math.isfinite(label.probability)
+
+
+def test_calibrated_probability_is_the_card_s_affine_map_of_the_logit(scoped_model):
+    engine = scoped_engine(scoped_model)
+    result = engine.predict(dark_images(1, seed=3)[0]).labels[0]
+    raw_logit = math.log(result.raw_probability / (1 - result.raw_probability))
+    assert result.logit == pytest.approx(0.5 * raw_logit - 1.0, abs=1e-4)
+    assert result.probability == pytest.approx(1 / (1 + math.exp(-result.logit)), abs=1e-6)
+    assert result.tier == OperatingPoints(0.2, 0.6).tier(result.probability)
+
+
+def test_the_cam_is_on_the_calibrated_scale(scoped_model):
+    engine = scoped_engine(scoped_model)
+    result = engine.predict(dark_images(1, seed=3)[0]).labels[0]
+    assert float(result.cam.mean()) == pytest.approx(result.logit, abs=1e-3)  # logit = mean(local logits)
+
+
+def test_a_model_without_scope_statistics_runs_with_no_check(tmp_path):
+    write_toy_model(tmp_path / "plain.onnx", toy_card("plain", [("fractured", "fracture")]))
+    result = Engine(discover([tmp_path]).models, provider="cpu").predict(dark_images(1)[0])
+    assert result.scopes["plain"].status == "no_check" and result.in_scope is None
+    assert result.labels[0].in_scope is None and result.labels[0].tier in ("likely", "possible", "below")
+    assert "no scope check" in present_image(result).scope_text.lower()
+
+
+@pytest.mark.parametrize("breakage", ["wrong_shape", "nan", "missing_output"])
+def test_unusable_scope_statistics_load_with_a_clear_message_and_run_without_a_check(tmp_path, scoped_model, breakage):
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(scoped_model.read_bytes())
+    card = read_card(path)
+    raw = dict(card.scope)
+    if breakage == "wrong_shape":
+        raw["dim"] += 3
+    elif breakage == "nan":
+        raw["threshold"] = float("nan")
+    else:
+        raw["output"] = "pooled_features_that_do_not_exist"
+    write_card(path, dataclasses.replace(card, scope=raw))
+    model_file = check_model_file(path)  # loads
+    engine = Engine([model_file], provider="cpu")
+    assert not engine.problems
+    result = engine.predict(dark_images(1)[0])
+    verdict = result.scopes["scoped"]
+    assert verdict.status == "no_check"
+    assert ("scope" in verdict.note) and verdict.note
+    if breakage != "missing_output":
+        assert any("no scope check" in note for note in model_file.card.notes)
+    else:
+        assert "pooled_features_that_do_not_exist" in verdict.note
+
+
+def test_too_few_validation_positives_give_no_tier_and_say_why(tmp_path):
+    card = toy_card("rare", [("hardware", "hardware")])
+    label = dataclasses.replace(card.labels[0], operating_points=OperatingPoints(
+        0.003, 0.0034, basis={"split": "validation", "n_pos": 8, "n_neg": 311}))
+    write_toy_model(tmp_path / "rare.onnx", dataclasses.replace(card, labels=(label,)))
+    result = Engine(discover([tmp_path]).models, provider="cpu").predict(dark_images(1)[0]).labels[0]
+    assert result.tier == "" and "8 positive" in result.tier_note
+    assert "8 positive" in cutoffs_text(result)
+    assert present_image(Engine(discover([tmp_path]).models).predict(dark_images(1)[0])).verdict == "none"
+
+
+def test_card_round_trip_keeps_calibration_basis_and_scope(scoped_model):
+    card = read_card(scoped_model)
+    again = ModelCard.from_json(card.to_json())
+    assert again.labels[0].calibration == Calibration("platt", 0.5, -1.0, "test")
+    assert again.labels[0].operating_points.basis == {"n_pos": 40, "n_neg": 80}
+    assert again.scope_check is not None and again.scope_check.threshold == pytest.approx(card.scope_check.threshold)
+
+
+def test_calibrated_card_fits_everything_on_validation_data():
+    card = toy_card("fit", [("fractured", "fracture"), ("hardware", "hardware")])
+    rng = np.random.default_rng(0)
+    n = 400
+    targets = np.stack([rng.random(n) < 0.3, rng.random(n) < 0.04], axis=1).astype(float)
+    raw = np.where(targets > 0, 6.0, -2.0) + rng.normal(0, 3, (n, 2))  # over-confident, shifted
+    features = rng.normal(size=(n, 12))
+    cam = (raw[:, :, None, None] + rng.normal(0, 1, (n, 2, 4, 4))).astype(np.float32)
+    new, report = calibrated_card(card, {"logits": raw, "features": features, "cam": cam}, targets,
+                                  rng.normal(size=(800, 12)))
+    fractured, hardware = new.labels
+    assert fractured.calibration.method == "platt" and fractured.calibration.scale < 1
+    assert report["calibration"]["fractured"]["ece_after"] < report["calibration"]["fractured"]["ece_before"]
+    assert fractured.operating_points.reliable and fractured.operating_points.basis["n_pos"] == int(targets[:, 0].sum())
+    assert not hardware.operating_points.reliable  # about 16 validation positives
+    assert new.scope_check is not None and 0.0 < report["scope"]["validation_rejected"] <= 0.02
+    assert new.cam["span_logits"] >= 2.0
+    ModelCard.from_json(new.to_json())  # valid
+
+
+# -- the presentation -----------------------------------------------------------------------------
+def test_out_of_scope_image_presents_no_findings_as_answers(scoped_model):
+    engine = scoped_engine(scoped_model)
+    shown = present_image(engine.predict(np.full((96, 80), 230, np.uint8)))
+    assert shown.in_scope is False and shown.verdict == "out_of_scope"
+    assert shown.scope_text == OUT_OF_SCOPE_MESSAGE == shown.verdict_text
+    assert shown.findings and not shown.shown_findings
+    assert shown.findings[0].tier == "out_of_scope" and shown.findings[0].tier_text == "outside scope"
+    inside = present_image(engine.predict(dark_images(1, seed=7)[0]))
+    assert inside.in_scope is True and inside.verdict in ("positive", "doubt", "negative")
+    assert "in scope (distance" in inside.scope_text
+
+
+def test_probabilities_never_round_to_certainty_and_cutoffs_keep_three_digits():
+    assert format_probability(0.9996) == "> 0.999" and format_probability(0.0004) == "< 0.001"
+    assert format_probability(0.5) == "0.500"
+    assert format_cutoff(0.0034172) == "0.00342" and format_cutoff(0.456) == "0.456"
+
+
+def test_verdicts_follow_the_tiers(tmp_path):
+    # the toy model answers bright structure: a bright frame is "likely", a dark one "below"
+    card = toy_card("tiers", [("fractured", "fracture")])
+    label = dataclasses.replace(card.labels[0], operating_points=OperatingPoints(0.3, 0.7))
+    write_toy_model(tmp_path / "tiers.onnx", dataclasses.replace(card, labels=(label,)))
+    engine = Engine(discover([tmp_path]).models, provider="cpu")
+    verdicts = {}
+    for name, image in (("bright", np.full((64, 64), 250, np.uint8)), ("dark", np.full((64, 64), 5, np.uint8))):
+        result = engine.predict(image)
+        verdicts[name] = (result.labels[0].tier, present_image(result).verdict, present_image(result).verdict_text)
+    assert verdicts["bright"][:2] == ("likely", "positive") and "Fractured (likely)" in verdicts["bright"][2]
+    assert verdicts["dark"][:2] == ("below", "negative")
+
+
+def test_study_aggregation_leaves_out_of_scope_views_out(scoped_model):
+    engine = scoped_engine(scoped_model)
+    inside = engine.predict(dark_images(1, seed=7)[0])
+    outside = engine.predict(np.full((96, 80), 230, np.uint8))
+    (row,) = aggregate_studies([("S1", inside), ("S1", outside)])
+    assert row.views == 1 and row.out_of_scope_views == 1
+    assert row.probability == pytest.approx(inside.labels[0].probability)
+    (only_outside,) = aggregate_studies([("S2", outside)])
+    assert only_outside.tier == "out_of_scope"
+    assert present_study([only_outside])[0] == "out_of_scope"
+
+
+def test_predict_outputs_carry_in_scope_and_distance(scoped_model, tmp_path):
+    from PIL import Image
+
+    from radreview.inference.batch import predict_paths
+    from radreview.inference.results_io import write_csv, write_json
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(dark_images(1, seed=7)[0]).save(folder / "a_inside.png")
+    Image.fromarray(np.full((96, 80), 230, np.uint8)).save(folder / "b_blank.png")
+    engine = scoped_engine(scoped_model)
+    result = predict_paths([folder], engine, workers=1)
+    write_csv(tmp_path / "out.csv", result, engine)
+    write_json(tmp_path / "out.json", result, engine)
+    rows = [r for r in csv.DictReader(open(tmp_path / "out.csv")) if r["level"] == "image"]
+    assert sorted(r["in_scope"] for r in rows) == ["false", "true"]
+    outside = next(r for r in rows if r["in_scope"] == "false")
+    assert outside["tier"] == "out_of_scope" and float(outside["probability"]) >= 0
+    assert float(outside["scope_distance"]) > float(outside["scope_threshold"])
+    document = json.loads((tmp_path / "out.json").read_text())
+    assert document["models"][0]["scope_check"] is True and document["models"][0]["calibrated"] is True
