@@ -46,7 +46,7 @@ class Limits:
     # A decoder run in a separate process (the gdcm back end) that takes longer is stopped.
     decode_timeout_seconds: int = 120
     # Model files: the card's JSON text, the input size a card may ask for, label/model names.
-    max_card_bytes: int = 1 << 20
+    max_card_bytes: int = 16 << 20  # a card's scope statistics take a few MB (base64 float32)
     max_model_input_pixels: int = 2048 * 2048
     max_name_length: int = 64
 

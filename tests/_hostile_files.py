@@ -44,6 +44,7 @@ def with_frame(source: Path, frame: bytes, out: Path) -> Path:
     ds = pydicom.dcmread(source)
     ds.NumberOfFrames = 1
     ds.PixelData = encapsulate([frame])
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()  # not its source again
     ds.save_as(out)
     return out
 
