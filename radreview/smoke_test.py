@@ -190,6 +190,13 @@ def check_decoders(ctx: SmokeContext) -> dict[str, Any]:
             target = Path(tmp) / f"{syntax.keyword or 'encoded'}.dcm"
             _gdcm_transcode(source, target, gdcm_syntax)
             encoded[syntax] = pydicom.dcmread(target)
+            # radreview decodes these with gdcm in a child process (studies/isolated.py): in a
+            # frozen app that child is the app itself, re-entered through freeze_support().
+            from radreview.studies import decode_image, index_paths
+
+            via_child = decode_image(index_paths([target]).images()[0]).pixels
+            if not np.array_equal(via_child.astype(np.uint16), expected):
+                raise RuntimeError(f"{syntax.name}: decode_image (gdcm in a child process) gives other pixels")
     results: dict[str, dict[str, str]] = {}
     failures = []
     # Plugins that must be present in every build: a missing one means lost metadata or libs.
@@ -267,7 +274,7 @@ def check_models(ctx: SmokeContext) -> dict[str, Any]:
         started = time.perf_counter()
         for image_key, display in ctx.displays.items():
             prepared = engine.prepare(display)
-            logits, cam = model.run(prepared.tensors[model.key][None])
+            logits, cam, _ = model.run(prepared.tensors[model.key][None])
             if not np.all(np.isfinite(logits)) or not np.all(np.isfinite(cam)):
                 raise RuntimeError(f"{model.file.path}: non-finite output on {image_key}")
             probs = model.probabilities(logits)[0]

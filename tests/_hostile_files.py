@@ -31,6 +31,14 @@ GDCM_ABORTS = {
 }
 
 
+# Byte changes to MR_small_RLE.dcm's frame that make pylibjpeg-rle panic (a Rust panic arrives in
+# Python as pyo3's PanicException, a BaseException that ``except Exception`` lets through).
+RLE_PANIC = {1065: 225, 1128: 175, 1320: 241, 1438: 156, 1743: 165, 1965: 185, 2042: 238, 2104: 68, 2236: 82,
+             2397: 43, 2457: 247, 2464: 185, 2959: 193, 3167: 73, 3220: 85, 3247: 174, 3451: 65, 3611: 62,
+             3836: 250, 3942: 172, 3951: 51, 4088: 134, 4179: 102, 4435: 25, 5017: 240, 5082: 15, 5441: 71,
+             5585: 222, 5590: 149, 5767: 63}
+
+
 def testfile(name: str) -> Path:
     return Path(get_testdata_file(name))
 
@@ -49,12 +57,16 @@ def with_frame(source: Path, frame: bytes, out: Path) -> Path:
     return out
 
 
-def gdcm_abort_file(name: str, out: Path) -> Path:
-    """A file of ``name``'s transfer syntax whose frame makes gdcm abort the process."""
+def mutated(name: str, changes: dict[int, int], out: Path) -> Path:
     frame = bytearray(first_frame(pydicom.dcmread(testfile(name))))
-    for offset, value in GDCM_ABORTS[name].items():
+    for offset, value in changes.items():
         frame[offset] = value
     return with_frame(testfile(name), bytes(frame), out)
+
+
+def gdcm_abort_file(name: str, out: Path) -> Path:
+    """A file of ``name``'s transfer syntax whose frame makes gdcm abort the process."""
+    return mutated(name, GDCM_ABORTS[name], out)
 
 
 def gdcm_kills_a_process_on(path: Path) -> int:

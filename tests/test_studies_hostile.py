@@ -79,6 +79,18 @@ def test_render_command_survives_a_garbage_jpeg2000_fragment(tmp_path, capsys):
     assert main(["render", str(good), "--out", str(tmp_path / "good.png")]) == 0
 
 
+@pytest.mark.filterwarnings("ignore:The decoded RLE segment contains non-conformant padding")  # pydicom's note
+def test_a_rust_panic_in_the_rle_plugin_falls_back_to_pydicom(tmp_path):
+    from pydicom.pixels import pixel_array
+
+    bad = hostile.mutated("MR_small_RLE.dcm", hostile.RLE_PANIC, tmp_path / "panic.dcm")
+    with pytest.raises(BaseException) as caught:  # noqa: PT011 - the point is what kind it is
+        pixel_array(pydicom.dcmread(bad), decoding_plugin="pylibjpeg")
+    assert not isinstance(caught.value, Exception)  # pyo3's PanicException
+    image = decode_image(index_paths([bad]).images()[0])  # pydicom's own RLE decoder reads it
+    assert image.shape == (64, 64)
+
+
 def test_jpeg2000_and_baseline_decode_in_process_gdcm_only_for_what_nothing_else_reads():
     from radreview.studies import isolated, pixels
 
