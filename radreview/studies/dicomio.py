@@ -45,6 +45,9 @@ DEFER_BYTES = 1 << 20
 # More top-level elements than any real header has: a file of zeros or noise parses as
 # millions of tiny elements, which takes pydicom minutes.
 MAX_TOP_LEVEL_ELEMENTS = 100_000
+# Values longer than this are checked against the bytes left in the file (short ones cannot
+# make a reader wait or allocate much).
+LONG_VALUE = 1 << 16
 # The first group of a raw dataset (no preamble): file meta (0002) up to image pixel (0028).
 _RAW_FIRST_GROUPS = range(0x0002, 0x0029)
 
@@ -152,23 +155,27 @@ class _Watch:
         self.last_tag = -1
 
     def __call__(self, tag: int, vr: str | None, length: int) -> bool:
-        self.count += 1
+        # Called for every top-level element: the common path is a few int comparisons (pydicom's
+        # BaseTag compares in Python, so it is turned into a plain int first).
         tag = int(tag)
         if tag in PIXEL_TAGS:
             self.pixel = PixelDataElement(tag, vr, self.stream.tell(), int(length))
             if self.stop_at_pixels:
                 return True  # the caller checks its length against the file
-        if self.boundary is not None and tag > self.boundary:
+        elif self.boundary is not None and tag > self.boundary:
             return True
-        if tag >> 16 == 0:
+        self.count += 1
+        if tag < 0x00010000:
             self.damage = f"an element of group 0000 at byte {self.stream.tell() - 8}: not a DICOM dataset there"
         elif tag == self.last_tag:
             self.damage = f"element {_tag_text(tag)} repeated at byte {self.stream.tell() - 8}"
         elif self.count > MAX_TOP_LEVEL_ELEMENTS:
             self.damage = f"more than {MAX_TOP_LEVEL_ELEMENTS} elements: not a real header"
-        elif length != UNDEFINED_LENGTH and self.size is not None and self.stream.tell() + length > self.size:
-            self.damage = (f"file is truncated: element {_tag_text(tag)} needs {length} bytes, "
-                           f"but the file ends {self.size - self.stream.tell()} bytes later")
+        elif LONG_VALUE < length != UNDEFINED_LENGTH and self.size is not None:
+            left = self.size - self.stream.tell()
+            if length > left:
+                self.damage = (f"file is truncated: element {_tag_text(tag)} needs {length} bytes, "
+                               f"but the file ends {left} bytes later")
         self.last_tag = tag
         return bool(self.damage)
 
@@ -238,22 +245,23 @@ def _open(path: Path, handle: BinaryIO, stop_at_pixels: bool, last_group: int | 
     magic = True
     try:
         size = file_size(handle)
-        head = handle.read(PREAMBLE_LENGTH + 4)
+        head = handle.read(HEAD_BYTES)
         magic = has_dicom_magic(head)
         if not magic:
             _check_raw_candidate(path, head, size)
-        handle.seek(0)
-        preamble = read_preamble(handle, force=not magic)
-        file_meta = _read_file_meta_info(handle)
-        dataset_start = handle.tell()
-        if not deflated_syntax(file_meta) and handle.read(8) == bytes(8):
+        dataset_start, deflated = _meta_from_head(head) if magic else (0, False)
+        if dataset_start is None or deflated:  # pydicom reads the meta (and says where it ends)
+            handle.seek(0)
+            preamble = read_preamble(handle, force=not magic)
+            file_meta = _read_file_meta_info(handle)
+            dataset_start, deflated = handle.tell(), deflated_syntax(file_meta)
+        handle.seek(dataset_start)
+        if not deflated and handle.read(8) == bytes(8):
             # pydicom reads group 0000 (a command set) without any stop: a file of zeros would
             # parse as millions of empty (0000,0000) elements.
             raise StudyLoadError(path, f"damaged DICOM header (zero bytes where the dataset should start, "
                                        f"at byte {dataset_start})" if magic else
                                  "not a DICOM file (no DICM marker and not a raw DICOM dataset)")
-        handle.seek(dataset_start)
-        deflated = deflated_syntax(file_meta)
         stream: BinaryIO = handle
         if deflated:
             stream = InflatingReader(handle, dataset_start, limits().max_inflated_bytes, path)  # type: ignore[assignment]
@@ -286,6 +294,32 @@ def _open(path: Path, handle: BinaryIO, stop_at_pixels: bool, last_group: int | 
     if not magic and not _looks_like_dicom(ds):
         raise StudyLoadError(path, "not a DICOM file (no DICM marker)")
     return DicomFile(path, handle, stream, ds, watch.pixel, None if deflated else size, deflated)
+
+
+HEAD_BYTES = 4096
+_DEFLATED_UID = pydicom.uid.DeflatedExplicitVRLittleEndian.encode("ascii")
+
+
+def _meta_from_head(head: bytes) -> tuple[int | None, bool]:
+    """(where the dataset starts, whether it is deflated) from the file meta in the first bytes,
+    walking its elements without pydicom (the common case needs nothing more); (None, False)
+    when the meta has no group length or does not fit in ``head``."""
+    if head[132:138] != b"\x02\x00\x00\x00UL" or len(head) < 144:
+        return None, False
+    start = 144 + struct.unpack_from("<I", head, 140)[0]
+    if start > len(head) - 8:  # a long meta (private elements): pydicom reads it
+        return None, False
+    position, syntax = 144, b""
+    while position + 8 <= start:
+        group, element, vr = struct.unpack_from("<HH2s", head, position)
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+            length, value_at = struct.unpack_from("<I", head, position + 8)[0], position + 12
+        else:
+            length, value_at = struct.unpack_from("<H", head, position + 6)[0], position + 8
+        if (group, element) == (0x0002, 0x0010):
+            syntax = head[value_at : value_at + length].rstrip(b"\x00 ")
+        position = value_at + length
+    return start, syntax == _DEFLATED_UID
 
 
 def deflated_syntax(file_meta: Dataset) -> bool:
