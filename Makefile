@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= dev,train
 
-.PHONY: run test test-fast venv installer benchmarks clean
+.PHONY: run system-check test test-fast venv installer benchmarks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,19 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
-run: $(STAMP)
+# Before the first (long) install: the system libraries Qt needs to open a window, named with the
+# apt-get/dnf line that installs them (radreview/system_check.py, standard library only). The
+# viewer checks again itself, so the installed `radreview` and the frozen app say the same.
+system-check:
+	$(PYTHON) -m radreview.system_check
+
+run: system-check $(STAMP)
 	$(BIN)/radreview resources/demo
 
+# The PostgreSQL tests start a throwaway server themselves (tests/_postgres.py) from PostgreSQL's
+# programs, installed first where that can be done without asking (root with apt-get).
 test: $(STAMP)
+	-@scripts/install_test_postgres.sh
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

@@ -161,8 +161,9 @@ def check_bundle(dist: Path) -> dict:
     root = app_dir(dist)
     report = bundle.inspect_bundle(root)
     print(f"app: {root} — {report.total_mib:.1f} MiB in {report.file_count} files (budget {SIZE_BUDGET_MIB} MiB)")
-    for path, size in report.largest[:10]:
-        print(f"  {size / 2**20:7.1f} MiB  {path}")
+    breakdown = bundle.size_breakdown(root)
+    for component, size in breakdown[:12]:
+        print(f"  {size / 2**20:7.1f} MiB  {component}")
     problems = []
     if report.forbidden:
         problems.append("forbidden content in the app: " + ", ".join(report.forbidden[:10]))
@@ -176,7 +177,7 @@ def check_bundle(dist: Path) -> dict:
         raise BuildError("; ".join(problems))
     if report.total_mib > SIZE_BUDGET_MIB:
         print(f"build: WARNING: the app is {report.total_mib:.0f} MiB, over the {SIZE_BUDGET_MIB} MiB aim", file=sys.stderr)
-    return report.to_dict()
+    return {**report.to_dict(), "components_bytes": dict(breakdown)}
 
 
 def _all_files(root: Path):

@@ -49,6 +49,10 @@ EXCLUDED_MODULES: tuple[str, ...] = (
     "yaml",  # [dev] only
     "pygments",
     "PIL._avif",  # AVIF support alone brings a 5 MB library; radiographs are not AVIF
+    "PIL._webp",  # likewise WebP (libwebp and friends); radreview opens PNG/JPEG/TIFF/BMP
+    # scipy and its libraries were a fifth of the app for a dozen distribution functions, now
+    # radreview.metrics.distributions; an import-linter contract keeps scipy out of radreview.
+    "scipy",
     "data_store",  # pydicom-data: test files only
     "deid_data",
 )
@@ -289,3 +293,78 @@ def inspect_bundle(app_dir: str | Path, largest: int = 15) -> BundleReport:
         largest=tuple(sizes[:largest]),
         forbidden=tuple(sorted(set(forbidden))),
     )
+
+
+# -- where the megabytes go --------------------------------------------------------------------
+# The folder a wheel's auditwheel-grafted libraries live in, and the package they belong to.
+_LIBS_FOLDER_OWNER = {"pillow.libs": "PIL", "python_gdcm.libs": "_gdcm", "psycopg_binary.libs": "psycopg_binary"}
+
+# (pattern on the path inside the app, component), first match wins; the rest go by top folder.
+_COMPONENT_RULES: tuple[tuple[str, str], ...] = (
+    ("*/PySide6/Qt/lib/libicu*", "Qt: ICU (Unicode and locale data)"),
+    ("*/PySide6/Qt/lib/*", "Qt: libraries"),
+    ("*/PySide6/Qt/plugins/*", "Qt: plugins"),
+    ("*/PySide6/*", "Qt: Python bindings (PySide6)"),
+    ("*/shiboken6/*", "Qt: Python bindings (PySide6)"),
+    ("*/python3.*/*", "Python runtime"),
+    ("*/libpython3*", "Python runtime"),
+    ("*/base_library.zip", "Python runtime"),
+    ("*/*.dist-info/*", "package metadata"),
+    ("*/models/*", "models"),
+    ("*/resources/*", "resources (demo studies, icons)"),
+)
+
+
+def component_of(rel_path: str, executables: Iterable[str] = ()) -> str:
+    """The part of the app a file belongs to (``rel_path`` relative to the app folder)."""
+    rel = rel_path.replace("\\", "/")
+    if rel in set(executables):
+        return "Python modules (the executable's archive)"
+    for pattern, component in _COMPONENT_RULES:
+        if fnmatch.fnmatchcase("/" + rel, pattern):
+            return component
+    parts = rel.split("/")
+    if parts[0] in ("_internal", "Contents") and len(parts) > 2:
+        top = parts[2] if parts[0] == "Contents" and len(parts) > 3 else parts[1]
+        if top.endswith(".libs"):
+            return _LIBS_FOLDER_OWNER.get(top, top[: -len(".libs")])
+        return top
+    return "system and other libraries"
+
+
+def size_breakdown(app_dir: str | Path) -> list[tuple[str, int]]:
+    """Bytes per component of a frozen app, largest first (symlinks not counted twice)."""
+    root = Path(app_dir)
+    executables = [p.relative_to(root).as_posix() for p in _executables(root)]
+    totals: dict[str, int] = {}
+    for path in root.rglob("*"):
+        if path.is_symlink() or not path.is_file():
+            continue
+        component = component_of(path.relative_to(root).as_posix(), executables)
+        totals[component] = totals.get(component, 0) + path.stat().st_size
+    return sorted(totals.items(), key=lambda item: item[1], reverse=True)
+
+
+def archive_breakdown(app_dir: str | Path) -> list[tuple[str, int]]:
+    """Compressed bytes per top-level package inside the app's module archive (needs PyInstaller)."""
+    from PyInstaller.archive.readers import CArchiveReader, ZlibArchiveReader
+
+    totals: dict[str, int] = {}
+
+    def add(archive) -> None:  # noqa: ANN001  (PyInstaller's reader)
+        for name, entry in archive.toc.items():
+            top = name.split(".")[0]
+            totals[top] = totals.get(top, 0) + int(entry[2] if len(entry) > 2 else 0)
+
+    root = Path(app_dir)
+    for pyz in root.rglob("*.pyz"):
+        add(ZlibArchiveReader(str(pyz)))
+    for exe in _executables(root):
+        try:
+            carchive = CArchiveReader(str(exe))
+        except Exception:  # not a PyInstaller executable
+            continue
+        for entry in carchive.toc:
+            if entry.endswith(".pyz") or entry.startswith("PYZ"):
+                add(carchive.open_embedded_archive(entry))
+    return sorted(totals.items(), key=lambda item: item[1], reverse=True)

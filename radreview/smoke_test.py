@@ -274,10 +274,10 @@ def check_models(ctx: SmokeContext) -> dict[str, Any]:
         started = time.perf_counter()
         for image_key, display in ctx.displays.items():
             prepared = engine.prepare(display)
-            logits, cam, _ = model.run(prepared.tensors[model.key][None])
+            logits, cam, _features = model.run(prepared.tensors[model.key][None])
             if not np.all(np.isfinite(logits)) or not np.all(np.isfinite(cam)):
                 raise RuntimeError(f"{model.file.path}: non-finite output on {image_key}")
-            probs = model.probabilities(logits)[0]
+            probs = model.probabilities(model.calibrate(logits))[0]
             per_image[image_key] = {label.name: float(probs[label.index]) for label in model.card.labels}
         timings[key] = round((time.perf_counter() - started) / len(ctx.displays), 4)
     for image_key, display in ctx.displays.items():

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Start a throwaway PostgreSQL server for the reader-study tests and print, on stdout only,
+# Start a throwaway PostgreSQL server and print, on stdout only,
 #   export RADREVIEW_TEST_POSTGRES_URL=postgresql+psycopg://...
 # so that callers can `eval "$(scripts/start_test_postgres.sh)"`. Everything else goes to stderr.
 # The server runs as a non-root user on a temporary directory, listening on 127.0.0.1 and a free
 # port; stop it with `pg_ctl -D <dir> stop` (the directory is printed on stderr).
+# `make test` needs none of this: the suite starts its own server (tests/_postgres.py). This is for
+# pointing the tests, or a reader study being tried out, at one long-lived server.
 set -euo pipefail
 
 log() { echo "start_test_postgres: $*" >&2; }
@@ -18,11 +20,8 @@ find_bindir() {
 
 BINDIR=$(find_bindir || true)
 if [ -z "$BINDIR" ]; then
-  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    log "installing PostgreSQL with apt-get"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) >&2
-    BINDIR=$(find_bindir || true)
-  fi
+  "$(dirname "$0")/install_test_postgres.sh"  # as root with apt-get; otherwise it says how
+  BINDIR=$(find_bindir || true)
 fi
 if [ -z "$BINDIR" ]; then
   log "PostgreSQL (initdb) not found and could not be installed"

@@ -73,24 +73,18 @@ def answer_key(coordinator: Coordinator, reader: str, skill: float = 1.0) -> dic
     return key
 
 
-POSTGRES_ENV = "RADREVIEW_TEST_POSTGRES_URL"
-
-
 def postgres_database(request) -> str:  # type: ignore[no-untyped-def]
     """A fresh, empty PostgreSQL database on the test server (dropped after the test).
 
-    Skips with the reason when no server is configured (``scripts/start_test_postgres.sh``).
+    The server is the session's ``postgres_url`` (tests/_postgres.py: the configured one, or a
+    throwaway one it starts; it skips, or fails under CI, with the reason when there is none).
     """
-    import os
     import uuid
 
-    import pytest
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    base = os.environ.get(POSTGRES_ENV)
-    if not base:
-        pytest.skip(f"{POSTGRES_ENV} is not set: start a server with scripts/start_test_postgres.sh")
+    base = request.getfixturevalue("postgres_url")
     name = f"rs_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from _postgres import postgres_url  # noqa: F401  (the PostgreSQL server fixture, tests/_postgres.py)
 
 # GUI tests always run offscreen, with or without a display.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

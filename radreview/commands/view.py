@@ -21,6 +21,13 @@ def run(args: argparse.Namespace) -> int:
         from radreview.smoke_test import run_and_report
 
         return run_and_report(args.smoke_out)
+    # Before Qt is imported: a missing xcb library is named with the command that installs it,
+    # instead of Qt aborting with "could not load the Qt platform plugin" (radreview/system_check.py).
+    from radreview.system_check import ensure_qt_can_start
+
+    status = ensure_qt_can_start()
+    if status:
+        return status
     if sys.platform == "win32":  # ONNX Runtime's DLLs must load before Qt's (see installer/entry.py)
         import onnxruntime  # noqa: F401
     from radreview.gui.app import run_viewer  # Qt is imported only when the viewer is wanted

@@ -1,4 +1,4 @@
-"""radreview.metrics: pure numpy/scipy statistics shared by training, evaluation and reader studies.
+"""radreview.metrics: pure numpy statistics shared by training, evaluation and reader studies.
 
 Modules (one topic each; every formula and its source is in the module docstring):
 
@@ -12,6 +12,8 @@ Modules (one topic each; every formula and its source is in the module docstring
   decision changes (unaided -> aided);
 * ``mcnemar`` - McNemar's test for paired proportions;
 * ``calibration`` - reliability curve, ECE/MCE, Brier score, temperature/Platt scaling;
+* ``distributions`` - normal, chi-square, t and F tails and quantiles, the exact binomial
+  test for p = 1/2, mid-ranks (plain Python: the frozen app carries no scipy);
 * ``mrmc`` (``mrmc_data``, ``obuchowski_rockette``, ``dbm``) - multi-reader multi-case ROC
   analysis: Obuchowski-Rockette with jackknife/DeLong covariances and Hillis ddf, and
   Dorfman-Berbaum-Metz, reproducing the published Van Dyke results.

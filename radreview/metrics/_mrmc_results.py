@@ -6,9 +6,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from scipy import stats
 
 from radreview.metrics._serialize import DictMixin as _ToDict
+from radreview.metrics.distributions import chi2_sf, f_sf, t_ppf, t_sf
 
 
 @dataclass(frozen=True)
@@ -63,11 +63,10 @@ class MrmcTest(_ToDict):
 
 def interval(estimate: float, se: float, df: float, confidence: float) -> tuple[float, float, float, float]:
     """(statistic, two-sided p, lower, upper) with a t(df) reference, or normal when df is inf."""
-    dist = stats.norm if math.isinf(df) else stats.t(df)
-    q = float(dist.ppf(0.5 + confidence / 2.0))
+    q = t_ppf(0.5 + confidence / 2.0, df)  # the normal quantile when df is inf
     if se > 0:
         statistic = estimate / se
-        p = float(2.0 * dist.sf(abs(statistic)))
+        p = 2.0 * t_sf(abs(statistic), df)
     else:
         statistic, p = (0.0, 1.0) if estimate == 0 else (math.copysign(math.inf, estimate), 0.0)
     return statistic, p, estimate - q * se, estimate + q * se
@@ -86,7 +85,7 @@ def modality_estimate(modality: Any, auc: float, se: float, df: float, confidenc
 def f_p_value(f: float, ndf: float, ddf: float) -> float:
     if math.isnan(f):
         return math.nan
-    return float(stats.chi2.sf(f * ndf, ndf)) if math.isinf(ddf) else float(stats.f.sf(f, ndf, ddf))
+    return chi2_sf(f * ndf, ndf) if math.isinf(ddf) else f_sf(f, ndf, ddf)
 
 
 def hillis_df(numerator_ms: float, ms: float, df_ms: float) -> float:

@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import norm
 
 from radreview.metrics.operating_points import Proportion, proportion
 from radreview.metrics._serialize import DictMixin
+from radreview.metrics.distributions import normal_ppf, normal_sf
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def cohen_kappa_from_table(
     row, col = p.sum(axis=1), p.sum(axis=0)
     po = float((w * p).sum())
     pe = float((w * np.outer(row, col)).sum())
-    z_crit = float(norm.ppf(0.5 + confidence / 2.0))
+    z_crit = normal_ppf(0.5 + confidence / 2.0)
     if pe >= 1.0:
         # Both raters used one category only: kappa is undefined (0/0).
         kappa = se = se0 = z = p_value = lower = upper = math.nan
@@ -143,7 +143,7 @@ def cohen_kappa_from_table(
         var0 = ((np.outer(row, col) * (w - s) ** 2).sum() - pe**2) / (n * (1.0 - pe) ** 2)
         se, se0 = math.sqrt(max(var, 0.0)), math.sqrt(max(var0, 0.0))
         z = kappa / se0 if se0 > 0 else math.nan
-        p_value = float(2.0 * norm.sf(abs(z))) if se0 > 0 else math.nan
+        p_value = 2.0 * normal_sf(abs(z)) if se0 > 0 else math.nan
         lower, upper = kappa - z_crit * se, kappa + z_crit * se
     return KappaResult(
         kappa=kappa,
@@ -215,7 +215,7 @@ def fleiss_kappa(
         sum_pq = float(pq.sum())
         se0 = math.sqrt(2.0 / (subjects * n * (n - 1.0))) * math.sqrt(sum_pq**2 - float((pq * (1.0 - 2.0 * pj)).sum())) / sum_pq
         z = kappa / se0
-        p_value = float(2.0 * norm.sf(abs(z)))
+        p_value = 2.0 * normal_sf(abs(z))
     se = lower = upper = math.nan
     if n_resamples > 0 and math.isfinite(kappa):
         from radreview.metrics.bootstrap import bootstrap_ci  # local: bootstrap is optional here

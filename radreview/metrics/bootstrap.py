@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import norm
 
 from radreview.metrics._serialize import DictMixin
+from radreview.metrics.distributions import normal_cdf, normal_ppf
 
 Statistic = Callable[..., float]
 
@@ -128,7 +128,7 @@ def _safe(statistic: Statistic, arrays: list[np.ndarray]) -> float:
 
 def _bca_levels(statistic: Statistic, arrays: list[np.ndarray], replicates: np.ndarray, estimate: float, levels: np.ndarray) -> np.ndarray:
     below = np.count_nonzero(replicates < estimate) + 0.5 * np.count_nonzero(replicates == estimate)
-    z0 = float(norm.ppf(below / replicates.size))
+    z0 = normal_ppf(below / replicates.size)
     n = arrays[0].shape[0]
     keep = np.ones(n, dtype=bool)
     jack = np.empty(n)
@@ -143,5 +143,5 @@ def _bca_levels(statistic: Statistic, arrays: list[np.ndarray], replicates: np.n
     if not math.isfinite(z0):
         # Every replicate on one side of the estimate: BCa is undefined; fall back to percentile.
         return levels
-    zq = norm.ppf(levels)
-    return norm.cdf(z0 + (z0 + zq) / (1.0 - accel * (z0 + zq)))
+    zq = normal_ppf(levels)
+    return normal_cdf(z0 + (z0 + zq) / (1.0 - accel * (z0 + zq)))

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import chi2, norm, rankdata
 
 from radreview.metrics._validation import binary_truth, both_classes
 from radreview.metrics._serialize import DictMixin
+from radreview.metrics.distributions import average_ranks, chi2_sf, normal_ppf, normal_sf
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,9 @@ def placement_values(y_true: ArrayLike, scores: ArrayLike) -> PlacementValues:
     pos, neg = s[:, y], s[:, ~y]
     # Sun & Xu: mid-ranks within each class and in the pooled sample; their differences count
     # the cases of the other class below (ties 1/2).
-    rank_all = rankdata(s, axis=1)
-    rank_pos = rankdata(pos, axis=1)
-    rank_neg = rankdata(neg, axis=1)
+    rank_all = average_ranks(s, axis=1)
+    rank_pos = average_ranks(pos, axis=1)
+    rank_neg = average_ranks(neg, axis=1)
     v10 = (rank_all[:, y] - rank_pos) / n
     v01 = 1.0 - (rank_all[:, ~y] - rank_neg) / m
     return PlacementValues(v10=v10, v01=v01)
@@ -124,7 +124,7 @@ def delong_variance(y_true: ArrayLike, scores: ArrayLike) -> float:
 def _z(confidence: float) -> float:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    return float(norm.ppf(0.5 + confidence / 2.0))
+    return normal_ppf(0.5 + confidence / 2.0)
 
 
 def auc_ci(y_true: ArrayLike, scores: ArrayLike, confidence: float = 0.95, method: str = "delong") -> AucInterval:
@@ -183,7 +183,7 @@ def _difference_test(auc_a: float, auc_b: float, var: float, confidence: float, 
     se = math.sqrt(max(var, 0.0))
     if se > 0:
         z = diff / se
-        p = float(2.0 * norm.sf(abs(z)))
+        p = 2.0 * normal_sf(abs(z))
     else:  # identical rankings: no evidence of a difference
         z, p = (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
     return DeLongTest(auc_a, auc_b, diff, se, z, p, diff - z_crit * se, diff + z_crit * se, confidence, corr)
@@ -210,4 +210,4 @@ def delong_global_test(y_true: ArrayLike, scores: ArrayLike) -> DeLongGlobalTest
     s = contrasts @ cov @ contrasts.T
     df = int(np.linalg.matrix_rank(s))
     stat = float(d @ np.linalg.pinv(s) @ d) if df else 0.0
-    return DeLongGlobalTest(aucs, stat, df, float(chi2.sf(stat, df)) if df else 1.0)
+    return DeLongGlobalTest(aucs, stat, df, chi2_sf(stat, df) if df else 1.0)

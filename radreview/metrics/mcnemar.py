@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import binomtest, chi2, norm
+
 from radreview.metrics._serialize import DictMixin
+from radreview.metrics.distributions import binomial_two_sided_half, chi2_sf, normal_ppf
 
 
 @dataclass(frozen=True)
@@ -56,16 +57,16 @@ def mcnemar_from_counts(a_only: int, b_only: int, n: int, method: str = "exact",
     if discordant == 0:
         statistic, p = (math.nan if method == "exact" else 0.0), 1.0
     elif method == "exact":
-        statistic, p = math.nan, float(binomtest(a_only, discordant, 0.5).pvalue)
+        statistic, p = math.nan, binomial_two_sided_half(a_only, discordant)
     elif method == "chi2":
         statistic = (a_only - b_only) ** 2 / discordant
-        p = float(chi2.sf(statistic, 1))
+        p = chi2_sf(statistic, 1)
     elif method == "chi2-corrected":
         statistic = max(abs(a_only - b_only) - 1, 0) ** 2 / discordant
-        p = float(chi2.sf(statistic, 1))
+        p = chi2_sf(statistic, 1)
     else:
         raise ValueError(f"unknown McNemar method {method!r}; use 'exact', 'chi2' or 'chi2-corrected'")
     diff = (a_only - b_only) / n
     se = math.sqrt(max(discordant - (a_only - b_only) ** 2 / n, 0.0)) / n
-    z = float(norm.ppf(0.5 + confidence / 2.0))
+    z = normal_ppf(0.5 + confidence / 2.0)
     return McNemarResult(n, a_only, b_only, diff, diff - z * se, diff + z * se, statistic, p, method)

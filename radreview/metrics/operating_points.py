@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import norm
 
 from radreview.metrics._validation import binary_truth, scores_like
 from radreview.metrics.roc import roc_curve
 from radreview.metrics._serialize import DictMixin, json_safe
+from radreview.metrics.distributions import normal_ppf
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     if n == 0:
         return math.nan, math.nan
-    z = float(norm.ppf(0.5 + confidence / 2.0))
+    z = normal_ppf(0.5 + confidence / 2.0)
     p = successes / n
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2.0 * n)) / denom

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import rankdata
 
 from radreview.metrics._serialize import DictMixin
+from radreview.metrics.distributions import average_ranks
 from radreview.metrics._validation import binary_truth, both_classes, scores_like
 
 
@@ -61,6 +61,6 @@ def roc_auc(y_true: ArrayLike, scores: ArrayLike) -> float:
     y = binary_truth(y_true)
     s = scores_like(scores, y.shape[0])
     n_pos, n_neg = both_classes(y)
-    ranks = rankdata(s)  # mid-ranks give ties half credit
+    ranks = average_ranks(s)  # mid-ranks give ties half credit
     rank_sum = float(ranks[y].sum())
     return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)

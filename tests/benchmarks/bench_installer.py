@@ -1,6 +1,7 @@
 """Start-up and smoke-test times of the frozen app in dist/ against the source install, measured
-in the same run, plus the app's size. Prints figures and frozen/source ratios; needs a frozen
-app (`make installer`), otherwise it says so and exits 0."""
+in the same run, plus the app's size and where it goes (per component, and per package inside the
+executable's module archive). Prints figures and frozen/source ratios; needs a frozen app
+(`make installer`), otherwise it says so and exits 0. ``--size-only`` skips the timings."""
 
 from __future__ import annotations
 
@@ -42,12 +43,28 @@ def smoke_seconds(command: list[str]) -> tuple[float, dict]:
         return elapsed, json.loads(out.read_text()) if out.is_file() else {}
 
 
+def print_breakdown(total_bytes: int) -> None:
+    """MiB per component, and per package inside the executable's module archive (compressed)."""
+    for component, size in bundle.size_breakdown(APP):
+        print(f"  {size / 2**20:7.1f} MiB  {100 * size / total_bytes:5.1f} %  {component}")
+    try:
+        packages = bundle.archive_breakdown(APP)
+    except ImportError:
+        print("  (the module archive's contents need PyInstaller to read)")
+        return
+    print("  module archive, compressed: " + ", ".join(
+        f"{name} {size / 2**20:.1f}" for name, size in packages[:12]) + " MiB")
+
+
 def main() -> int:
     if not FROZEN.is_file():
         print(f"bench_installer: no frozen app at {FROZEN} (run `make installer`); nothing to measure")
         return 0
     report = bundle.inspect_bundle(APP)
     print(f"frozen app: {report.total_mib:.1f} MiB in {report.file_count} files")
+    print_breakdown(report.total_bytes)
+    if "--size-only" in sys.argv[1:]:
+        return 0
     frozen_version = best_of([str(FROZEN), "--version"])
     source_version = best_of([*SOURCE, "--version"])
     print(f"`radreview --version`: frozen {frozen_version:.2f} s, source {source_version:.2f} s, "
