@@ -289,14 +289,13 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")
 @pytest.mark.parametrize("suffix", [".csv", ".json"])
 def test_predict_writes_as_it_goes_so_a_crash_loses_only_what_is_in_flight(tmp_path, good_models, suffix):
+    import pydicom
+
     folder = tmp_path / "in"
     folder.mkdir()
     for i in range(10):
-        shutil.copy(hostile.testfile("MR_small.dcm" if i % 2 else "CT_small.dcm"), folder / f"{i:02d}.dcm")
-        import pydicom
-
-        ds = pydicom.dcmread(folder / f"{i:02d}.dcm")
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.3.{i}"
+        ds = pydicom.dcmread(hostile.testfile("MR_small.dcm" if i % 2 else "CT_small.dcm"))
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.3.{i}"  # ten distinct images
         ds.save_as(folder / f"{i:02d}.dcm")
     out = tmp_path / f"r{suffix}"
     result = subprocess.run(
