@@ -186,10 +186,15 @@ def run_measured(code: str, *args: str, memory_cap: int = 4 * GIB, timeout: floa
         "import json, resource, sys\n"
         f"sys.path.insert(0, {str(REPO_ROOT)!r})\n"
     )
+    # The peak of this process since exec: Linux's VmHWM (ru_maxrss would also count the pages of
+    # the forked test process before exec); its decoder children by ru_maxrss.
     epilogue = (
         "\nimport radreview.studies.isolated as _iso; _iso.shut_down()\n"
-        "_peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-        " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024\n"
+        "try:\n"
+        "    _self = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+        "except (OSError, StopIteration):\n"
+        "    _self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "_peak = max(_self, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024\n"
         "print(json.dumps({**RESULT, 'peak_mb': _peak}))\n"
     )
 
