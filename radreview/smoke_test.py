@@ -190,6 +190,13 @@ def check_decoders(ctx: SmokeContext) -> dict[str, Any]:
             target = Path(tmp) / f"{syntax.keyword or 'encoded'}.dcm"
             _gdcm_transcode(source, target, gdcm_syntax)
             encoded[syntax] = pydicom.dcmread(target)
+            # radreview decodes these with gdcm in a child process (studies/isolated.py): in a
+            # frozen app that child is the app itself, re-entered through freeze_support().
+            from radreview.studies import decode_image, index_paths
+
+            via_child = decode_image(index_paths([target]).images()[0]).pixels
+            if not np.array_equal(via_child.astype(np.uint16), expected):
+                raise RuntimeError(f"{syntax.name}: decode_image (gdcm in a child process) gives other pixels")
     results: dict[str, dict[str, str]] = {}
     failures = []
     # Plugins that must be present in every build: a missing one means lost metadata or libs.

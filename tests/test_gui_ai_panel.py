@@ -349,3 +349,37 @@ def test_heatmap_has_the_h_key_and_help_lists_the_ai_keys(qtbot) -> None:
     for keys in ("H", "O", "Shift+O", "Ctrl+R"):
         assert (keys, "AI") in rows, keys
     assert ("Shift+H", "Image") in rows
+
+
+def test_a_model_failing_on_the_image_is_named_and_the_others_still_answer(qtbot, model_dir, images, tmp_path):
+    """A model whose graph returns fewer logits than its card lists (issue 12): its failure is
+    shown in the panel; the other models' findings are listed as usual."""
+    import json
+
+    import onnx
+
+    from radreview.inference.card import CARD_METADATA_KEY, weights_sha256
+    from radreview.inference.toy import build_graph
+
+    folder = tmp_path / "models"
+    shutil.copytree(model_dir, folder)
+    graph = build_graph(1, 64)
+    for output in graph.graph.output:
+        output.type.tensor_type.shape.dim[1].dim_param = "K"  # only running it shows the mismatch
+    card = toy_card("short", [("a", "fracture"), ("b", "fracture")], size=64).to_dict()
+    card["weights_sha256"] = weights_sha256(graph)
+    graph.metadata_props.add(key=CARD_METADATA_KEY, value=json.dumps(card))
+    onnx.save(graph, str(folder / "short.onnx"))
+    win = MainWindow(settings=ViewerSettings(), save_on_close=False)
+    if getattr(win, "ai_panel", None) is None:
+        install_ai_panel(win, AiSettings(models_dir=str(folder)), save_settings=False)
+    else:
+        win.ai_panel.apply_settings(AiSettings(models_dir=str(folder)))
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.ai_panel.state is not None and len(win.ai_panel.state.engine.models) == 3,
+                    timeout=20000)
+    panel = show(qtbot, win, images[-1])
+    assert "model short 1.0 failed: returned logits of shape [1, 1], but its card lists 2 labels" in panel.error.text()
+    assert {"Hand", "Fractured"} <= {r[0] for r in rows(panel)}
+    win.close()

@@ -456,6 +456,38 @@ def test_bad_input_is_listed_and_the_rest_opens(qtbot, window, pydicom_data_file
     assert any(r.startswith("not_dicom.dcm: ") for r in rows)
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="FIFOs are POSIX")
+def test_hostile_files_never_stop_the_viewer(qtbot, window, tmp_path) -> None:
+    """Issue 12: frames that make gdcm abort, symlink loops, a FIFO, a zip bomb: the viewer lists
+    them, shows every good image and keeps running (it used to die 1.8 s after the folder opened)."""
+    import os
+    import signal
+
+    import _hostile_files as hostile
+
+    folder = hostile.good_folder(tmp_path / "hostile")
+    j2k = hostile.gdcm_abort_file("JPEG2000.dcm", folder / "garbage_j2k.dcm")
+    assert hostile.gdcm_kills_a_process_on(j2k) == -signal.SIGABRT
+    hostile.gdcm_abort_file("JPEG-LL.dcm", folder / "garbage_ll.dcm")
+    os.symlink("ping.dcm", folder / "pong.dcm")
+    os.symlink("pong.dcm", folder / "ping.dcm")
+    os.mkfifo(folder / "pipe.dcm")
+    bomb = hostile.zip_bomb(tmp_path / "bomb.zip")
+    open_and_wait(qtbot, window, [folder, bomb])
+    for entry in window.index.images():
+        window.show_entry(entry)
+        wait_idle(qtbot, window)
+    problems = {p.path.name: p.reason for p in window.problems_panel.problems}
+    assert "SIGABRT" in problems["garbage_j2k.dcm"] and "SIGABRT" in problems["garbage_ll.dcm"]
+    assert problems["ping.dcm"].startswith("symbolic link loop") and "named pipe" in problems["pipe.dcm"]
+    assert "zip bomb" in problems["bomb.zip"]
+    good = [e for e in window.index.images() if e.path.name in ("mr.dcm", "ct.dcm", "hip.dcm")]
+    assert len(good) == 3
+    window.show_entry(good[0])
+    wait_idle(qtbot, window)
+    assert window.active_view().decoded is not None
+
+
 def test_empty_folder_and_missing_path_are_reported(qtbot, window, tmp_path) -> None:
     empty = tmp_path / "nothing_here"
     empty.mkdir()

@@ -420,7 +420,7 @@ def test_migration_chains_an_existing_audit_log(tmp_path) -> None:
 # -- exports ----------------------------------------------------------------------------------
 
 def test_neutralise_cell_rule() -> None:
-    from radreview.readerstudy.csv_safety import neutralise_cell
+    from radreview.csv_safety import neutralise as neutralise_cell
 
     for text_value in ("=1+1", "+1", "-2", "@SUM(A1)", "\tx", "\rx", '=HYPERLINK("http://x","y")'):
         assert neutralise_cell(text_value) == "'" + text_value

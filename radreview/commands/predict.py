@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 from radreview import RESEARCH_USE_NOTICE
@@ -50,11 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from radreview.csv_safety import path_text
     from radreview.inference.batch import predict_paths
     from radreview.inference.cam import CamDisplay
     from radreview.inference.engine import Engine
     from radreview.inference.registry import discover
-    from radreview.inference.results_io import write_results
+    from radreview.inference.results_io import ResultsWriter
 
     if not args.out.lower().endswith((".csv", ".json")):
         print(f"radreview predict: --out {args.out}: results must be .csv or .json", file=sys.stderr)
@@ -96,21 +98,38 @@ def run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     workers = args.workers or min(8, os.cpu_count() or 1)
+    if args.cam_dir:
+        try:
+            Path(args.cam_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            bar.close()
+            print(f"radreview predict: cannot write heatmaps to {args.cam_dir}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+    try:
+        # Rows go to OUT.partial as each image is done; OUT appears, complete, at the end.
+        writer = ResultsWriter(args.out, engine, args.identifiers)
+    except OSError as exc:
+        bar.close()
+        print(f"radreview predict: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     try:
         result = predict_paths(
             args.paths, engine, progress=progress, cam_dir=args.cam_dir,
             cam_display=CamDisplay(mode=args.cam_scale, span_logits=args.cam_span), colormap=args.colormap,
-            cam_all_labels=args.cam_all, workers=workers, cam_gate=args.cam_gate,
+            cam_all_labels=args.cam_all, workers=workers, cam_gate=args.cam_gate, on_record=writer.add,
         )
+        writer.finish(result)
+    except OSError as exc:
+        print(f"radreview predict: cannot write results: {exc}; the images done so far are in {writer.partial}",
+              file=sys.stderr)
+        return 2
     finally:
+        writer.close()
         bar.close()
     for path, reason in result.problems:
-        print(f"radreview predict: skipped {path}: {reason}", file=sys.stderr)
-    try:
-        write_results(args.out, result, engine, args.identifiers)
-    except OSError as exc:
-        print(f"radreview predict: cannot write {args.out}: {exc}", file=sys.stderr)
-        return 2
+        print(f"radreview predict: skipped {path_text(path)}: {reason}", file=sys.stderr)
+    for reason, count in Counter(reason for _, reason in result.notes).items():
+        print(f"radreview predict: {reason} ({count} image{'s' if count != 1 else ''})", file=sys.stderr)
     if args.sr_dir:
         status = _write_dicom_results(args, result, node)
         if status:

@@ -26,10 +26,12 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from radreview.studies import StudyLoadError, decode_image, index_paths, render_display
+    from radreview.studies.fileaccess import not_regular_reason
 
     path = Path(args.file)
-    if not path.is_file():
-        print(f"radreview render: {path}: not a file", file=sys.stderr)
+    reason = not_regular_reason(path)  # a FIFO or device would block or stream forever
+    if reason:
+        print(f"radreview render: {path}: {reason}", file=sys.stderr)
         return 2
     index = index_paths([path])
     entries = index.images()

@@ -274,6 +274,8 @@ class AiPanel(QWidget):
         self._show_heatmap()
         self.filled_at = time.perf_counter()
         self._show_study(key)
+        if result.errors:  # a model that failed on this image: the others' answers stand, its failure is said
+            self._show_error("\n".join([*result.errors.values(), self._model_problems()]).strip())
         self.results_shown.emit(result)
 
     def _show_study(self, key: tuple) -> None:

@@ -53,6 +53,9 @@ class BatchResult:
     images: list[ImageRecord] = field(default_factory=list)
     studies: list[StudyLabelResult] = field(default_factory=list)
     problems: list[tuple[Path, str]] = field(default_factory=list)  # files that could not be used
+    # What went wrong with an image that was still used: a model that failed on it (its reason is
+    # also in that model's row), heatmaps that could not be written.
+    notes: list[tuple[Path, str]] = field(default_factory=list)
     cam_files: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     wall_seconds: float = 0.0
@@ -101,18 +104,26 @@ def _process_chunk(chunk: list[int], entries, image_ids: list[str], engine: Engi
         try:
             prepared, gray = _load(entries[k], engine, timer, cam_path is not None)
         except Exception as exc:  # StudyLoadError, ImageInputError, decoder errors: skip the file
-            rows.append((k, None, exc, []))
+            rows.append((k, None, exc, [], []))
         else:
             loaded.append((k, prepared, gray))
     if loaded:
         start = time.perf_counter()
-        results = engine.infer([p for _, p, _ in loaded], with_cam=True)
+        try:
+            results = engine.infer([p for _, p, _ in loaded], with_cam=True)
+        except Exception as exc:  # noqa: BLE001 - the engine contains each model's failure; this is the last fence
+            log.warning("inference failed on a batch", exc_info=True)
+            return sorted(rows + [(k, None, exc, [], []) for k, _, _ in loaded], key=lambda row: row[0])
         timer.add("inference", time.perf_counter() - start)
         for (k, _, gray), result in zip(loaded, results):
             files: list[Path] = []
+            notes: list[str] = []
             if cam_path is not None and gray is not None:
-                files = _timed(timer, "cam", _write_cams, image_ids[k], result, gray, *cam_args)
-            rows.append((k, result, None, files))
+                try:
+                    files = _timed(timer, "cam", _write_cams, image_ids[k], result, gray, *cam_args)
+                except Exception as exc:  # noqa: BLE001 - the results stand without their heatmaps
+                    notes.append(f"heatmaps not written: {exc}")
+            rows.append((k, result, None, files, notes))
     return sorted(rows, key=lambda row: row[0])
 
 
@@ -141,10 +152,12 @@ def _write_cams(image_id: str, result: ImageResult, gray: np.ndarray, cam_dir: P
     for label in result.labels:
         if not all_labels and label.probability < gate_probability(label, gate):
             continue  # an honest overlay of a below-threshold label is empty: skip the file
+        if not all_labels and label.in_scope is False:
+            continue  # outside the model's scope: no heatmap is shown as an answer
         rgb = overlay_image(gray, label, display, colormap, opacity, max_side, gate)
         if rgb is None:
             continue
-        path = cam_dir / f"{image_id}_{label.model}_{label.label}.png"
+        path = heatmap_path(cam_dir, image_id, label.model, label.label)
         info = PngInfo()
         info.add_text("Description", f"{label.display_name} heatmap, {label.model} {label.version}, "
                                      f"p={label.probability:.3f} ({label.tier}); {display.mode} scale. "
@@ -153,6 +166,20 @@ def _write_cams(image_id: str, result: ImageResult, gray: np.ndarray, cam_dir: P
         Image.fromarray(rgb).save(path, compress_level=1, pnginfo=info)
         written.append(path)
     return written
+
+
+def heatmap_path(cam_dir: Path, image_id: str, model: str, label: str) -> Path:
+    """``cam_dir/<image>_<model>_<label>.png``, refused unless it lies directly in ``cam_dir``.
+
+    Model cards restrict names to a safe set (card.SAFE_NAME); this is the second fence, for
+    names from anywhere else."""
+    from radreview.studies.fileaccess import resolved
+
+    name = f"{image_id}_{model}_{label}.png"
+    path = cam_dir / name
+    if Path(name).name != name or "/" in name or "\\" in name or resolved(path).parent != resolved(cam_dir):
+        raise ValueError(f"heatmap file name {name!r} would leave {cam_dir}")
+    return path
 
 
 def predict_paths(
@@ -168,11 +195,15 @@ def predict_paths(
     cam_max_side: int = 1024,
     workers: int = 2,
     cam_gate: str = "likely",
+    on_record: Callable[[ImageRecord], None] | None = None,
 ) -> BatchResult:
     """Index ``paths``, run the chain on every image, aggregate per study.
 
     ``progress(done, total)`` counts images; ``cancel()`` is checked between batches and stops
-    the run with what is done so far (``cancelled`` set).
+    the run with what is done so far (``cancelled`` set). ``on_record(record)`` is called for each
+    image as soon as it is done, in index order (``predict`` writes its rows there, so that a crash
+    loses at most what is in flight). A file, image or model that fails becomes a problem or a note
+    in the result; the rest of the batch carries on.
     """
     from radreview.studies import index_paths
 
@@ -205,7 +236,7 @@ def predict_paths(
     done = 0
 
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="predict") as pool:
-        pending: deque[Future] = deque()
+        pending: deque[tuple[list[int], Future]] = deque()
         feed = iter(chunks)
 
         def top_up() -> None:
@@ -213,22 +244,33 @@ def predict_paths(
                 chunk = next(feed, None)
                 if chunk is None:
                     return
-                pending.append(pool.submit(_process_chunk, chunk, entries, image_ids, engine, timer, cam_args))
+                pending.append((chunk, pool.submit(_process_chunk, chunk, entries, image_ids, engine, timer, cam_args)))
 
         top_up()
         while pending:
             if cancel is not None and cancel():
                 out.cancelled = True
-                for future in pending:
+                for _, future in pending:
                     future.cancel()
                 break
-            for k, result, error, files in pending.popleft().result():
+            chunk, future = pending.popleft()
+            try:
+                finished = future.result()
+            except Exception as exc:  # noqa: BLE001 - e.g. MemoryError in a worker: these images fail, not the run
+                log.warning("a batch of images failed", exc_info=True)
+                finished = [(k, None, exc, [], []) for k in chunk]
+            for k, result, error, files, notes in finished:
+                record = records[k]
                 if error is not None:
-                    records[k].error = str(error)
-                    out.problems.append((records[k].path, _reason(error, records[k].path)))
+                    record.error = str(error) or type(error).__name__
+                    out.problems.append((record.path, _reason(error, record.path)))
                 else:
-                    records[k].result = result
+                    record.result = result
                     out.cam_files.extend(files)
+                    out.notes.extend((record.path, reason) for reason in result.errors.values())
+                out.notes.extend((record.path, note) for note in notes)
+                if on_record is not None:
+                    on_record(record)
                 done += 1
             top_up()
             if progress is not None:
@@ -249,6 +291,6 @@ def _timed(timer: _Timer, stage: str, function, *args):
 
 
 def _reason(exc: Exception, path: Path) -> str:
-    text = str(exc)
+    text = str(exc) or type(exc).__name__
     prefix = f"{path}: "
     return text[len(prefix):] if text.startswith(prefix) else text

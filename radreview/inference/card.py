@@ -29,12 +29,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 from radreview.inference.scope import ScopeCheck, ScopeError
+from radreview.limits import hint, limits
 
 CARD_METADATA_KEY = "radreview.model_card"
 CARD_SCHEMA = "radreview.model_card/1"
@@ -197,70 +199,95 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "model card") -> ModelCard:
-        def need(mapping: Any, key: str, where: str) -> Any:
-            if not isinstance(mapping, dict) or key not in mapping:
-                raise ModelCardError(f"{source}: the model card has no '{where}{key}'")
-            return mapping[key]
-
+        """Build and validate a card from parsed JSON; every field's type is checked (a string where
+        a list belongs is refused with the field's name, never an AttributeError)."""
         if not isinstance(raw, dict):
             raise ModelCardError(f"{source}: the model card is not a JSON object")
         schema = raw.get("schema", "")
         if schema != CARD_SCHEMA:
-            raise ModelCardError(f"{source}: unknown model card schema {schema!r} (expected {CARD_SCHEMA})")
+            raise ModelCardError(f"{source}: unknown model card schema {_preview(schema)} (expected {CARD_SCHEMA})")
+        field_of = _FieldReader(source)
         try:
-            raw_input = need(raw, "input", "")
+            raw_input = field_of(raw, "input", "object")
             input_card = InputCard(
-                height=int(need(raw_input, "height", "input.")),
-                width=int(need(raw_input, "width", "input.")),
-                mean=tuple(float(v) for v in raw_input.get("mean", InputCard.mean)),  # type: ignore[arg-type]
-                std=tuple(float(v) for v in raw_input.get("std", InputCard.std)),  # type: ignore[arg-type]
-                resize=raw_input.get("resize", "letterbox"),
-                pad_value=float(raw_input.get("pad_value", 0.0)),
-                pixel_source=raw_input.get("pixel_source", "display_uint8"),
+                height=field_of(raw_input, "height", "int", "input."),
+                width=field_of(raw_input, "width", "int", "input."),
+                mean=tuple(field_of.numbers(raw_input, "mean", 3, "input.", InputCard.mean)),  # type: ignore[arg-type]
+                std=tuple(field_of.numbers(raw_input, "std", 3, "input.", InputCard.std)),  # type: ignore[arg-type]
+                resize=field_of(raw_input, "resize", "str", "input.", "letterbox"),
+                pad_value=float(field_of(raw_input, "pad_value", "number", "input.", 0.0)),
+                pixel_source=field_of(raw_input, "pixel_source", "str", "input.", "display_uint8"),
             )
             labels = []
-            for i, raw_label in enumerate(need(raw, "labels", "")):
-                ops = raw_label.get("operating_points")
-                calibration = raw_label.get("calibration")
+            for i, raw_label in enumerate(field_of(raw, "labels", "list")):
+                where = f"labels[{i}]."
+                if not isinstance(raw_label, dict):
+                    raise ModelCardError(f"{source}: 'labels[{i}]' must be an object, got {_kind(raw_label)}")
+                ops = field_of(raw_label, "operating_points", "object", where, None)
+                calibration = field_of(raw_label, "calibration", "object", where, None)
+                regions = field_of(raw_label, "applies_to_regions", "list", where, [])
+                if not all(isinstance(r, str) for r in regions):
+                    raise ModelCardError(f"{source}: '{where}applies_to_regions' must be a list of strings")
                 labels.append(
                     LabelCard(
-                        name=str(need(raw_label, "name", f"labels[{i}].")),
-                        task=str(need(raw_label, "task", f"labels[{i}].")),
-                        index=int(need(raw_label, "index", f"labels[{i}].")),
-                        activation=raw_label.get("activation", "sigmoid"),
-                        operating_points=_operating_points(ops) if ops else None,
-                        display_name=raw_label.get("display_name", ""),
-                        applies_to_regions=tuple(raw_label.get("applies_to_regions", ())),
+                        name=field_of(raw_label, "name", "str", where),
+                        task=field_of(raw_label, "task", "str", where),
+                        index=field_of(raw_label, "index", "int", where),
+                        activation=field_of(raw_label, "activation", "str", where, "sigmoid"),
+                        operating_points=_operating_points(ops, field_of, where) if ops else None,
+                        display_name=field_of(raw_label, "display_name", "str", where, ""),
+                        applies_to_regions=tuple(regions),
                         calibration=_calibration(calibration, f"labels[{i}]") if calibration else None,
                     )
                 )
+            optional = {k: field_of(raw, k, _OPTIONAL_FIELDS[k], "") for k in _OPTIONAL_FIELDS if k in raw}
             card = cls(
-                name=str(need(raw, "name", "")),
-                version=str(need(raw, "version", "")),
+                name=field_of(raw, "name", "str"),
+                version=field_of(raw, "version", "str"),
                 labels=tuple(labels),
                 input=input_card,
-                **{k: raw[k] for k in _OPTIONAL_FIELDS if k in raw},
+                **optional,
             )
             if card.scope and card.scope_check is None:
                 card = replace(card, notes=(*card.notes, f"no scope check: {card.scope_note}"))
         except ModelCardError:
             raise
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, KeyError) as exc:
             raise ModelCardError(f"{source}: malformed model card ({exc})") from exc
         card.validate(source)
         return card
 
     def validate(self, source: str = "model card") -> None:
-        """Raise :class:`ModelCardError` when the card contradicts itself."""
+        """Raise :class:`ModelCardError` when the card contradicts itself or asks for the unsafe.
+
+        Names (model, version, labels, tasks, regions) become file names and spreadsheet cells:
+        they must match :data:`SAFE_NAME` and be at most ``max_name_length`` characters.
+        Normalisation must be finite with std > 0, and the input size within ``max_model_input_pixels``.
+        """
+        check_name(self.name, "model name", source)
+        check_name(self.version, "model version", source)
         if not self.labels:
             raise ModelCardError(f"{source}: the model card lists no labels")
         indices = sorted(label.index for label in self.labels)
         if indices != list(range(len(self.labels))):
             raise ModelCardError(f"{source}: label indices must be 0..K-1, got {indices}")
+        seen: set[str] = set()
         for label in self.labels:
+            check_name(label.name, "label name", source)
+            check_name(label.task, f"task of label {label.name!r}", source)
+            for region in label.applies_to_regions:
+                check_name(region, f"region of label {label.name!r}", source)
+            if label.name in seen:
+                raise ModelCardError(f"{source}: label name {label.name!r} appears twice")
+            seen.add(label.name)
+            if len(label.display_name) > MAX_DISPLAY_NAME or any(ord(c) < 32 or ord(c) == 127 for c in label.display_name):
+                raise ModelCardError(f"{source}: label {label.name!r} has a display name longer than "
+                                     f"{MAX_DISPLAY_NAME} characters or with control characters")
             if label.activation not in ("sigmoid", "softmax"):
                 raise ModelCardError(f"{source}: label {label.name!r} has activation {label.activation!r}")
             ops = label.operating_points
+            if ops and not all(math.isfinite(v) for v in (ops.possible, ops.likely, ops.youden or 0.0)):
+                raise ModelCardError(f"{source}: label {label.name!r} has operating points that are not finite numbers")
             if ops and not (0.0 <= ops.possible <= ops.likely <= 1.0):
                 raise ModelCardError(f"{source}: label {label.name!r} has operating points out of order")
             cal = label.calibration
@@ -277,21 +304,107 @@ class ModelCard:
                 raise ModelCardError(f"{source}: the softmax labels of task {task!r} need one shared temperature")
         if self.precision not in PRECISIONS:
             raise ModelCardError(f"{source}: precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if self.input.height < 8 or self.input.width < 8:
-            raise ModelCardError(f"{source}: input size {self.input.height}x{self.input.width} is too small")
+        self._validate_input(source)
         if "research" not in self.intended_use.lower():
             raise ModelCardError(f"{source}: intended use must state research use")
+
+    def _validate_input(self, source: str) -> None:
+        spec = self.input
+        if spec.height < 8 or spec.width < 8:
+            raise ModelCardError(f"{source}: input size {spec.height}x{spec.width} is too small")
+        cap = limits().max_model_input_pixels
+        if spec.height * spec.width > cap:
+            raise ModelCardError(f"{source}: input size {spec.height}x{spec.width} is larger than radreview "
+                                 f"allows ({hint('max_model_input_pixels')})")
+        if len(spec.mean) != 3 or len(spec.std) != 3:
+            raise ModelCardError(f"{source}: input mean and std need 3 values each (one per channel)")
+        if not all(math.isfinite(v) for v in (*spec.mean, *spec.std, spec.pad_value)):
+            raise ModelCardError(f"{source}: input normalisation is not finite (mean {list(spec.mean)}, "
+                                 f"std {list(spec.std)}, pad {spec.pad_value}): every probability would be NaN")
+        if not all(v > 0 for v in spec.std):
+            raise ModelCardError(f"{source}: input std must be > 0 for every channel, got {list(spec.std)}")
+        if not 0.0 <= spec.pad_value <= 1.0:
+            raise ModelCardError(f"{source}: input pad_value must be between 0 and 1, got {spec.pad_value}")
+        if spec.resize not in ("letterbox", "stretch"):
+            raise ModelCardError(f"{source}: input resize {spec.resize!r} is not 'letterbox' or 'stretch'")
+        if spec.pixel_source != "display_uint8":
+            raise ModelCardError(f"{source}: input pixel_source {spec.pixel_source!r} is not 'display_uint8'")
+
+
+# Names that become parts of file names (heatmaps) and cells of spreadsheets: ASCII letters and
+# digits first and last, then letters, digits, space, '_', '.', '+', '-' (so never '/', '\',
+# '..' alone, or a leading '=', '+', '-', '@' that a spreadsheet would run).
+SAFE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 _.+-]*[A-Za-z0-9_+-])?")
+MAX_DISPLAY_NAME = 200
+
+
+def check_name(value: str, what: str, source: str = "model card") -> str:
+    """Refuse a name outside :data:`SAFE_NAME` or longer than ``max_name_length``."""
+    cap = limits().max_name_length
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value) or ".." in value:
+        raise ModelCardError(f"{source}: {what} {_preview(value)} is not allowed: names use letters, digits, "
+                             "space, '_', '.', '+' and '-', and start and end with a letter or digit")
+    if len(value) > cap:
+        raise ModelCardError(f"{source}: {what} {_preview(value)} is longer than {cap} characters "
+                             f"({hint('max_name_length')})")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, int | float) else type(value).__name__)
+
+
+def _preview(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_REQUIRED = object()
+_KINDS = {"str": "a string", "int": "a whole number", "number": "a number", "list": "a list", "object": "an object"}
+
+
+class _FieldReader:
+    """Typed access to the card's JSON: the wrong type is a :class:`ModelCardError` naming the field."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def __call__(self, mapping: Any, key: str, kind: str, where: str = "", default: Any = _REQUIRED) -> Any:
+        if not isinstance(mapping, dict) or key not in mapping or (mapping[key] is None and default is not _REQUIRED):
+            if default is _REQUIRED:
+                raise ModelCardError(f"{self.source}: the model card has no '{where}{key}'")
+            return default
+        value = mapping[key]
+        ok = {
+            "str": isinstance(value, str),
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "number": isinstance(value, int | float) and not isinstance(value, bool),
+            "list": isinstance(value, list),
+            "object": isinstance(value, dict),
+        }[kind]
+        if not ok:
+            raise ModelCardError(f"{self.source}: '{where}{key}' must be {_KINDS[kind]}, got {_kind(value)} "
+                                 f"{_preview(value, 40)}")
+        return value
+
+    def numbers(self, mapping: Any, key: str, count: int, where: str, default: tuple[float, ...]) -> list[float]:
+        values = self(mapping, key, "list", where, list(default))
+        if len(values) != count or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise ModelCardError(f"{self.source}: '{where}{key}' must be a list of {count} numbers, got {_preview(values, 40)}")
+        return [float(v) for v in values]
 
 
 PRECISIONS = ("float32", "int8")
 
 
-def _operating_points(raw: Any) -> OperatingPoints:
-    if not isinstance(raw, dict):
-        raise TypeError(f"operating_points must be an object, got {type(raw).__name__}")
+def _operating_points(raw: Any, field_of: _FieldReader, where: str) -> OperatingPoints:
+    where = f"{where}operating_points."
     basis = raw.get("basis", {})
-    return OperatingPoints(possible=float(raw["possible"]), likely=float(raw["likely"]),
-                           youden=None if raw.get("youden") is None else float(raw["youden"]),
+    youden = field_of(raw, "youden", "number", where, None)
+    return OperatingPoints(possible=float(field_of(raw, "possible", "number", where)),
+                           likely=float(field_of(raw, "likely", "number", where)),
+                           youden=None if youden is None else float(youden),
                            basis=dict(basis) if isinstance(basis, dict) else {})
 
 
@@ -320,20 +433,21 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-_OPTIONAL_FIELDS = (
-    "precision",
-    "scope",
-    "cam",
-    "architecture",
-    "description",
-    "training_data",
-    "validation",
-    "training_run",
-    "licence",
-    "intended_use",
-    "weights_sha256",
-    "created",
-)
+# Optional top-level fields and the JSON type each must have.
+_OPTIONAL_FIELDS = {
+    "precision": "str",
+    "scope": "object",
+    "cam": "object",
+    "architecture": "str",
+    "description": "str",
+    "training_data": "object",
+    "validation": "object",
+    "training_run": "object",
+    "licence": "str",
+    "intended_use": "str",
+    "weights_sha256": "str",
+    "created": "str",
+}
 
 
 # -- ONNX files -----------------------------------------------------------------------------
@@ -378,7 +492,11 @@ def card_from_onnx_model(model: Any, path: str | Path, verify_checksum: bool = T
     props = {p.key: p.value for p in model.metadata_props}
     if CARD_METADATA_KEY not in props:
         raise ModelCardError(f"{path}: no radreview model card in the model's metadata")
-    card = ModelCard.from_json(props[CARD_METADATA_KEY], str(path))
+    text = props[CARD_METADATA_KEY]
+    if len(text) > limits().max_card_bytes:  # before parsing: a card is a few kB, its scope a few MB
+        raise ModelCardError(f"{path}: the model card is {len(text)} characters long, more than radreview reads "
+                             f"({hint('max_card_bytes')})")
+    card = ModelCard.from_json(text, str(path))
     if verify_checksum:
         actual = weights_sha256(model)
         if card.weights_sha256 != actual:

@@ -71,6 +71,8 @@ class ImageResult:
     regions: tuple[str, ...] = ()  # regions the chain found ("" tuple: no region model)
     providers: tuple[str, ...] = ()
     scopes: dict[str, ScopeVerdict] = field(default_factory=dict)  # per model name
+    # Models that failed on this image, and why (the other models' answers stand).
+    errors: dict[str, str] = field(default_factory=dict)
 
     def get(self, label: str, model: str | None = None) -> LabelResult | None:
         return next((r for r in self.labels if r.label == label and (model is None or r.model == model)), None)
@@ -89,6 +91,10 @@ class Prepared:
     tensors: dict[tuple, np.ndarray]
     geometries: dict[tuple, LetterboxGeometry]
     shape: tuple[int, int]
+
+
+class ModelOutputError(RuntimeError):
+    """A model returned outputs its card does not describe (wrong shape, NaN)."""
 
 
 class LoadedModel:
@@ -128,9 +134,20 @@ class LoadedModel:
         return check, ""
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(raw logits [N, K], cam [N, K, h, w], pooled features [N, D] or None)."""
+        """(raw logits [N, K], cam [N, K, h, w], pooled features [N, D] or None), their shapes
+        checked against the card: a graph can say [N, K] and return something else."""
         values = self.session.run(self.outputs, {"image": batch})
-        return values[0], values[1], (values[2] if len(values) > 2 else None)
+        logits, cam = np.asarray(values[0]), np.asarray(values[1])
+        features = np.asarray(values[2]) if len(values) > 2 else None
+        n, k = batch.shape[0], len(self.card.labels)
+        if logits.shape != (n, k):
+            raise ModelOutputError(f"returned logits of shape {list(logits.shape)}, but its card lists {k} labels "
+                                   f"(expected [{n}, {k}])")
+        if cam.ndim != 4 or cam.shape[:2] != (n, k):
+            raise ModelOutputError(f"returned heatmaps of shape {list(cam.shape)} (expected [{n}, {k}, h, w])")
+        if features is not None and (features.ndim != 2 or features.shape[0] != n):
+            raise ModelOutputError(f"returned scope features of shape {list(features.shape)} (expected [{n}, D])")
+        return logits, cam, features
 
     def calibrate(self, logits: np.ndarray) -> np.ndarray:
         """Raw logits (or local logits [..., K, h, w] with ``axis``) -> the card's calibrated logits."""
@@ -244,6 +261,8 @@ class Engine:
             probs = self._run_model(model, items, range(len(items)), results, None, with_cam, cancel)
             region_labels = model.card.labels_of(REGION_TASK)
             for i in range(len(items)):
+                if i not in probs:
+                    continue  # the model failed on this image: its regions are unknown (every label applies)
                 if results[i].scopes[model.card.name].in_scope is False:
                     continue  # an image outside the region model's scope has no region it can name
                 found = [lab.name for lab in region_labels if probs[i][lab.index] >= region_threshold(lab)]
@@ -271,14 +290,27 @@ class Engine:
             if cancel is not None and cancel():
                 raise InterruptedError("inference cancelled")
             chunk = indices[start : start + self.batch_size]
-            batch = np.stack([items[i].tensors[model.key] for i in chunk])
-            raw_logits, cam, features = model.run(batch)
-            logits = model.calibrate(raw_logits)
-            probs = model.probabilities(logits)
-            raw_probs = model.probabilities(raw_logits) if model.calibrated else probs
-            local = model.calibrate_maps(local_logits(cam, raw_logits)) if with_cam else None
-            verdicts = model.verdicts(features, len(chunk))
+            try:  # everything that can fail on this batch, before any result is recorded
+                raw_logits, cam, features = model.run(np.stack([items[i].tensors[model.key] for i in chunk]))
+                logits = model.calibrate(raw_logits)
+                probs = model.probabilities(logits)
+                raw_probs = model.probabilities(raw_logits) if model.calibrated else probs
+                local = model.calibrate_maps(local_logits(cam, raw_logits)) if with_cam else None
+                verdicts = model.verdicts(features, len(chunk))
+            except Exception as exc:  # noqa: BLE001 - one model's failure must not take the others with it
+                reason = f"model {model.card.name} {model.card.version} failed: {exc}"
+                log.warning("%s", reason)
+                for i in chunk:
+                    results[i].errors[model.card.name] = reason
+                continue
+            finite = np.isfinite(raw_logits).all(axis=1)
             for row, i in enumerate(chunk):
+                if not finite[row]:
+                    results[i].errors[model.card.name] = (f"model {model.card.name} {model.card.version} returned a "
+                                                          "logit that is not a number (NaN or infinite)")
+            for row, i in enumerate(chunk):
+                if not finite[row]:
+                    continue
                 probs_by_item[i] = probs[row]
                 results[i].scopes[model.card.name] = verdicts[row]
                 for label in model.card.labels:

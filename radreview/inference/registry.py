@@ -1,6 +1,7 @@
 """Finding model files, checking them, and refusing the ones radreview cannot trust.
 
-Model folders, in order of increasing priority (a later folder's model of the same name wins):
+Model folders, in order of increasing priority (a later folder's model of the same name wins, and
+the one it replaces is listed as a problem naming both files, so no model is replaced unseen):
 1. the shipped ``models/`` folder (next to the source tree, or inside a frozen app);
 2. the per-user folder ``<user data dir>/radreview/models`` (platformdirs);
 3. ``$RADREVIEW_MODELS`` when set.
@@ -78,9 +79,12 @@ def check_model_file(path: str | Path) -> ModelFile:
     """Load and check one file; raise :class:`ModelCardError` naming the file and the problem."""
     import onnx
 
+    from radreview.studies.fileaccess import not_regular_reason
+
     path = Path(path)
-    if not path.is_file():
-        raise ModelCardError(f"{path}: model file not found")
+    reason = not_regular_reason(path)  # a FIFO named .onnx would block onnx.load forever
+    if reason:
+        raise ModelCardError(f"{path}: model file not found" if reason.startswith("file not found") else f"{path}: {reason}")
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # DecodeError, OSError...: anything that is not a readable ONNX file
@@ -121,7 +125,8 @@ def discover(dirs: Sequence[str | Path] | None = None, files: Iterable[str | Pat
     """Every usable model in ``dirs`` (default: :func:`default_model_dirs`) plus ``files``.
 
     A model name found again in a later folder replaces the earlier one (user models override
-    shipped ones). Problems are collected, never raised.
+    shipped ones); the replaced file becomes a problem that names the file replacing it.
+    Problems are collected, never raised.
     """
     catalog = ModelCatalog()
     by_name: dict[str, ModelFile] = {}
@@ -135,12 +140,17 @@ def discover(dirs: Sequence[str | Path] | None = None, files: Iterable[str | Pat
         elif dirs is not None:  # a folder the user named must exist
             catalog.problems.append(ModelProblem(folder, "models folder not found"))
     paths.extend(Path(f) for f in files)
-    for path in paths:
+    for path in list(dict.fromkeys(paths)):  # the same file named twice is one model
         try:
             model = check_model_file(path)
         except ModelCardError as exc:
             catalog.problems.append(ModelProblem(path, str(exc).removeprefix(f"{path}: ")))
             continue
+        shadowed = by_name.get(model.card.name)
+        if shadowed is not None:
+            catalog.problems.append(ModelProblem(
+                shadowed.path, f"not used: {model.path} has the same model name {model.card.name!r} "
+                               f"(version {model.card.version}, replacing {shadowed.card.version}) and takes its place"))
         by_name[model.card.name] = model
     catalog.models = list(by_name.values())
     return catalog

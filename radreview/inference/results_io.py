@@ -7,17 +7,23 @@ rows keep their probabilities, with the tier ``out_of_scope``. Study rows count 
 left out of the study's mean for being out of scope. Patient keys, UIDs and file paths appear only with ``identifiers=True``. Every row names
 the model and its version and the provider that ran; JSON adds a header with the models'
 checksums, provider notes and the research-use notice.
+
+A model that failed on an image gets a row of its own with the reason in ``error`` (the other
+models' rows stand); an image that could not be read gets one ``error`` row. CSV cells that a
+spreadsheet would run as formulas are neutralised, and file names with undecodable bytes are
+written with ``\\xNN`` escapes, in CSV and JSON alike (:mod:`radreview.csv_safety`).
 """
 
 from __future__ import annotations
 
-import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from radreview import RESEARCH_USE_NOTICE, __version__
-from radreview.inference.batch import BatchResult
+from radreview.csv_safety import SafeDictWriter, escape_undecodable, path_text
+from radreview.inference.batch import BatchResult, ImageRecord
 from radreview.inference.engine import Engine
 from radreview.inference.scope import ScopeVerdict
 
@@ -27,33 +33,50 @@ IMAGE_COLUMNS = ["level", "study_id", "image_id", "model", "version", "task", "l
 IDENTIFIER_COLUMNS = ["patient_id", "study_uid", "sop_instance_uid", "path"]
 
 
-def rows(result: BatchResult, engine: Engine, identifiers: bool = False) -> list[dict[str, Any]]:
-    provider = engine.provider
+def image_rows(record: ImageRecord, provider: str, identifiers: bool = False) -> list[dict[str, Any]]:
+    """The rows of one image: one per label, one per model that failed on it, or one error row."""
+    ident = identifier_columns(record) if identifiers else {}
+    if record.error:
+        return [{"level": "image", "study_id": record.study_id, "image_id": record.image_id,
+                 "error": _reason(record.error, record.path, identifiers), **ident}]
     out: list[dict[str, Any]] = []
-    ids_by_study: dict[str, dict[str, str]] = {}
-    for record in result.images:
-        ident = ({"patient_id": record.patient_key, "study_uid": record.study_uid,
-                  "sop_instance_uid": record.sop_instance_uid, "path": str(record.path)} if identifiers else {})
-        ids_by_study.setdefault(record.study_id, {k: v for k, v in ident.items() if k in ("patient_id", "study_uid")})
-        if record.error:
-            out.append({"level": "image", "study_id": record.study_id, "image_id": record.image_id,
-                        "error": _reason(record.error, record.path, identifiers), **ident})
-            continue
-        regions = ";".join(record.result.regions) if record.result else ""
-        scopes = record.result.scopes if record.result else {}
-        for label in record.result.labels if record.result else []:
-            out.append({"level": "image", "study_id": record.study_id, "image_id": record.image_id,
-                        "model": label.model, "version": label.version, "task": label.task, "label": label.label,
-                        "probability": round(label.probability, 6), "tier": label.tier,
-                        **scope_columns(scopes.get(label.model)), "views": 1,
-                        "regions": regions, "provider": provider, **ident})
-    for study in result.studies:
-        out.append({"level": "study", "study_id": study.study, "image_id": "", "model": study.model,
-                    "version": study.version, "task": study.task, "label": study.label,
-                    "probability": round(study.probability, 6), "tier": study.tier, "views": study.views,
-                    "out_of_scope_views": study.out_of_scope_views,
-                    "provider": provider, **ids_by_study.get(study.study, {})})
+    result = record.result
+    regions = ";".join(result.regions) if result else ""
+    scopes = result.scopes if result else {}
+    for label in result.labels if result else []:
+        out.append({"level": "image", "study_id": record.study_id, "image_id": record.image_id,
+                    "model": label.model, "version": label.version, "task": label.task, "label": label.label,
+                    "probability": round(label.probability, 6), "tier": label.tier,
+                    **scope_columns(scopes.get(label.model)), "views": 1,
+                    "regions": regions, "provider": provider, **ident})
+    for model, reason in (result.errors.items() if result else ()):
+        out.append({"level": "image", "study_id": record.study_id, "image_id": record.image_id,
+                    "model": model, "provider": provider, "error": _reason(reason, record.path, identifiers), **ident})
     return out
+
+
+def identifier_columns(record: ImageRecord) -> dict[str, str]:
+    return {"patient_id": record.patient_key, "study_uid": record.study_uid,
+            "sop_instance_uid": record.sop_instance_uid, "path": path_text(record.path)}
+
+
+def study_rows(result: BatchResult, provider: str, identifiers: bool = False) -> list[dict[str, Any]]:
+    ids_by_study: dict[str, dict[str, str]] = {}
+    if identifiers:
+        for record in result.images:
+            ids_by_study.setdefault(record.study_id, {"patient_id": record.patient_key, "study_uid": record.study_uid})
+    return [{"level": "study", "study_id": study.study, "image_id": "", "model": study.model,
+             "version": study.version, "task": study.task, "label": study.label,
+             "probability": round(study.probability, 6), "tier": study.tier, "views": study.views,
+             "out_of_scope_views": study.out_of_scope_views,
+             "provider": provider, **ids_by_study.get(study.study, {})} for study in result.studies]
+
+
+def rows(result: BatchResult, engine: Engine, identifiers: bool = False) -> list[dict[str, Any]]:
+    """Every row: each image's (in index order), then each study's."""
+    provider = engine.provider
+    out = [row for record in result.images for row in image_rows(record, provider, identifiers)]
+    return out + study_rows(result, provider, identifiers)
 
 
 def scope_columns(verdict: ScopeVerdict | None) -> dict[str, Any]:
@@ -70,15 +93,88 @@ def _reason(error: str, path: Path, identifiers: bool) -> str:
     return error if identifiers else error.replace(str(path), path.suffix or "file")
 
 
+def partial_path(path: str | Path) -> Path:
+    """Where results go while ``predict`` runs: ``results.csv.partial`` next to ``results.csv``."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+class ResultsWriter:
+    """Writes ``predict``'s results as they come, so that a crash loses at most the image in flight.
+
+    Each finished image's rows go to ``OUT.partial`` at once (CSV rows, or JSON Lines for a
+    ``.json`` result), flushed. :meth:`finish` completes the file (study rows; the JSON document
+    built from the same records) and puts it in place of ``OUT`` in one rename; until then ``OUT``
+    is untouched, and after a crash ``OUT.partial`` holds every image done.
+    CSV cells go through :mod:`radreview.csv_safety` (no formulas run, undecodable bytes escaped).
+    """
+
+    def __init__(self, path: str | Path, engine: Engine, identifiers: bool = False) -> None:
+        self.path = Path(path)
+        self.kind = self.path.suffix.lower()
+        if self.kind not in (".csv", ".json"):
+            raise ValueError(f"{path}: results must be .csv or .json")
+        self.engine = engine
+        self.identifiers = identifiers
+        self.partial = partial_path(self.path)
+        self._handle = open(self.partial, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in finish/close
+        self._csv: SafeDictWriter | None = None
+        if self.kind == ".csv":
+            columns = IMAGE_COLUMNS + (IDENTIFIER_COLUMNS if identifiers else [])
+            self._csv = SafeDictWriter(self._handle, fieldnames=columns, extrasaction="ignore")
+            self._csv.writeheader()
+            self._handle.flush()
+
+    def add(self, record: ImageRecord) -> None:
+        """One image's rows, written and flushed now."""
+        image = image_rows(record, self.engine.provider, self.identifiers)
+        if self._csv is not None:
+            self._csv.writerows(image)
+        else:
+            for row in image:
+                self._handle.write(json.dumps(_json_safe(row)) + "\n")
+        self._handle.flush()
+
+    def finish(self, result: BatchResult) -> None:
+        """Study rows (CSV) or the whole document (JSON), then ``OUT.partial`` becomes ``OUT``."""
+        if self._csv is not None:
+            self._csv.writerows(study_rows(result, self.engine.provider, self.identifiers))
+            self._handle.close()
+            os.replace(self.partial, self.path)
+            return
+        self._handle.close()
+        staging = self.path.with_name(self.path.name + ".writing")
+        write_json(staging, result, self.engine, self.identifiers)
+        os.replace(staging, self.path)
+        self.partial.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Stop without finishing: ``OUT.partial`` stays, holding what was done."""
+        if not self._handle.closed:
+            self._handle.close()
+
+
+def _json_safe(value: Any) -> Any:
+    """Text with undecodable file-name bytes escaped, everywhere in a JSON value."""
+    if isinstance(value, str):
+        return escape_undecodable(value)
+    if isinstance(value, dict):
+        return {escape_undecodable(str(k)): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def write_csv(path: str | Path, result: BatchResult, engine: Engine, identifiers: bool = False) -> None:
     columns = IMAGE_COLUMNS + (IDENTIFIER_COLUMNS if identifiers else [])
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer = SafeDictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows(result, engine, identifiers))
 
 
 def write_json(path: str | Path, result: BatchResult, engine: Engine, identifiers: bool = False) -> None:
+    all_rows = rows(result, engine, identifiers)
     document = {
         "notice": RESEARCH_USE_NOTICE,
         "radreview_version": __version__,
@@ -88,14 +184,14 @@ def write_json(path: str | Path, result: BatchResult, engine: Engine, identifier
                     "file": m.file.path.name, "provider": m.info.provider, "precision": m.card.precision,
                     "scope_check": m.scope is not None, "scope_note": m.scope_note,
                     "calibrated": m.calibrated} for m in engine.models],
-        "images": [r for r in rows(result, engine, identifiers) if r["level"] == "image"],
-        "studies": [r for r in rows(result, engine, identifiers) if r["level"] == "study"],
+        "images": [r for r in all_rows if r["level"] == "image"],
+        "studies": [r for r in all_rows if r["level"] == "study"],
         "problems": [{"file": str(p) if identifiers else p.name, "reason": reason} for p, reason in result.problems],
         "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
         "wall_seconds": round(result.wall_seconds, 3),
         "cancelled": result.cancelled,
     }
-    Path(path).write_text(json.dumps(document, indent=1), encoding="utf-8")
+    Path(path).write_text(json.dumps(_json_safe(document), indent=1), encoding="utf-8")
 
 
 def write_results(path: str | Path, result: BatchResult, engine: Engine, identifiers: bool = False) -> None:

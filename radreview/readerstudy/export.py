@@ -28,7 +28,7 @@ from typing import Any
 
 from radreview import RESEARCH_USE_NOTICE, __version__
 from radreview.readerstudy.coordinator import Coordinator
-from radreview.readerstudy.csv_safety import neutralise_cell
+from radreview.csv_safety import neutralise as neutralise_cell
 from radreview.readerstudy.identifiers import safe_for_analysis_files
 from radreview.readerstudy.stats import MODALITIES, compute_statistics
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydicom.datadict import keyword_for_tag
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -86,7 +88,14 @@ def key_attributes(entry: ImageEntry) -> dict[str, str]:
 
 def _walk(ds: Dataset, rows: list[tuple[str, str, str]], depth: int) -> None:
     prefix = ">" * depth
-    for element in ds:
+    for key in list(ds.keys()):
+        raw = ds.get_item(key)
+        if isinstance(raw, RawDataElement) and raw.value is None and raw.length:
+            # A long value left in the file (see dicomio.DEFER_BYTES): its size is enough here.
+            keyword = keyword_for_tag(key) or ("private" if key.is_private else "unknown")
+            rows.append((f"({key.group:04X},{key.element:04X})", prefix + keyword, f"<{raw.length} bytes, not shown>"))
+            continue
+        element = ds[key]
         tag = f"({element.tag.group:04X},{element.tag.element:04X})"
         keyword = element.keyword or ("private" if element.tag.is_private else "unknown")
         if element.VR == "SQ":
@@ -122,8 +131,10 @@ def _raster_attributes(path: Path) -> list[tuple[str, str, str]]:
 
     from radreview.studies.errors import StudyLoadError
 
+    from radreview.studies.fileaccess import open_regular
+
     try:
-        with Image.open(path) as image:
+        with open_regular(path) as handle, Image.open(handle) as image:
             rows = [("", "Format", image.format or ""), ("", "Mode", image.mode), ("", "Size", f"{image.width} x {image.height}")]
             rows += [("", str(key), _text(value)) for key, value in image.info.items() if not isinstance(value, bytes)]
             return rows

@@ -21,14 +21,17 @@ from pydicom.dataset import Dataset
 
 from radreview.studies.dicomio import (
     has_dicom_magic,
+    open_dicom,
     read_dataset,
     sop_class_name,
     transfer_syntax_of,
     unsupported_transfer_syntax_reason,
 )
 from radreview.studies.errors import StudyLoadError
+from radreview.studies.fileaccess import not_regular_reason, open_regular, resolved
 from radreview.studies.model import ImageEntry, LoadProblem, Patient, Series, Study, StudyIndex
 from radreview.studies.raster import RASTER_SUFFIXES, read_raster_header
+from radreview.studies.sizes import check_dicom_size
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +119,7 @@ def _collect(paths: Iterable[str | Path], problems: list[LoadProblem]) -> list[_
     out: list[_Candidate] = []
 
     def add(path: Path, explicit: bool, root: Path | None = None) -> None:
-        key = path.resolve()
+        key = resolved(path)  # a symlink loop has no target: its own name is the key
         if key not in seen:
             seen.add(key)
             out.append(_Candidate(path, explicit, root))
@@ -124,7 +127,8 @@ def _collect(paths: Iterable[str | Path], problems: list[LoadProblem]) -> list[_
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():
-            problems.append(LoadProblem(path, "not found"))
+            # A name that is there but leads nowhere (a link loop, a dangling link) says why.
+            problems.append(LoadProblem(path, not_regular_reason(path) if os.path.lexists(path) else "not found"))
         elif path.is_dir():
             found = [p for p in _walk(path, problems) if _worth_reading(p)]
             if not found:
@@ -189,27 +193,25 @@ def _index_file(candidate: _Candidate, builder: _IndexBuilder) -> bool:
 
 
 def _read_head(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as handle:
+    """The first 132 bytes; a FIFO, device or symlink loop is a problem here, never a hang."""
+    with open_regular(path) as handle:
+        try:
             return handle.read(132)
-    except PermissionError as exc:
-        raise StudyLoadError(path, "permission denied") from exc
-    except FileNotFoundError as exc:
-        raise StudyLoadError(path, "file not found (it may have been moved)") from exc
-    except OSError as exc:
-        raise StudyLoadError(path, f"could not be read ({exc.strerror or exc})") from exc
+        except OSError as exc:
+            raise StudyLoadError(path, f"could not be read ({exc.strerror or exc})") from exc
 
 
 def _index_raster(path: Path, builder: _IndexBuilder) -> None:
     header = read_raster_header(path)
-    parent = path.parent.resolve()
+    parent = resolved(path.parent)
+    where = resolved(path)
     entry = ImageEntry(
-        path=path, kind="raster", sop_instance_uid=f"raster:{path.resolve()}",
+        path=path, kind="raster", sop_instance_uid=f"raster:{where}",
         rows=header.height, columns=header.width, number_of_frames=header.frames,
         photometric="RGB" if header.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr") else "MONOCHROME2",
         bits_stored=16 if header.mode.startswith("I") else 8, raster_format=header.format,
-        patient_key=f"folder:{parent}", study_uid=f"raster-study:{path.resolve()}",
-        series_uid=f"raster-series:{path.resolve()}",
+        patient_key=f"folder:{parent}", study_uid=f"raster-study:{where}",
+        series_uid=f"raster-series:{where}",
     )
     # A folder of plain images is one synthetic patient; each file its own study and series,
     # because a JPEG is usually one exam and the reader moves on by study.
@@ -297,24 +299,25 @@ def _index_dicom(path: Path, builder: _IndexBuilder) -> None:
         raise StudyLoadError(path, reason)
     frames = _int(ds.get("NumberOfFrames")) or 1
     samples = _int(ds.get("SamplesPerPixel")) or 1
+    check_dicom_size(path, rows, columns, frames, samples)
     if str(ts) in NATIVE_SYNTAXES:
         # A cheap truncation check that needs no pixels: the file must at least hold them.
         expected = rows * columns * frames * samples * max(_int(ds.get("BitsAllocated")) or 16, 1) // 8
         size = path.stat().st_size
         if size < expected:
-            raise StudyLoadError(path, f"file is truncated: {size} bytes, but its pixel data alone needs {expected}")
+            _raise_short(path, size, expected, sop_class)
     from radreview.studies.pixels import pixel_spacing_of
 
     spacing, source = pixel_spacing_of(ds)  # type: ignore[arg-type]
     patient_id = str(ds.get("PatientID", "") or "").strip()
     patient_name = str(ds.get("PatientName", "") or "").strip()
     patient_key = patient_id or (f"name:{patient_name}" if patient_name else "(no patient ID)")
-    study_uid = str(ds.get("StudyInstanceUID", "") or "") or f"no-study:{path.parent.resolve()}"
-    series_uid = str(ds.get("SeriesInstanceUID", "") or "") or f"no-series:{path.parent.resolve()}"
+    study_uid = str(ds.get("StudyInstanceUID", "") or "") or f"no-study:{resolved(path.parent)}"
+    series_uid = str(ds.get("SeriesInstanceUID", "") or "") or f"no-series:{resolved(path.parent)}"
     modality = str(ds.get("Modality", "") or "")
     entry = ImageEntry(
         path=path, kind="dicom",
-        sop_instance_uid=str(ds.get("SOPInstanceUID", "") or "") or f"file:{path.resolve()}",
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "") or "") or f"file:{resolved(path)}",
         rows=rows, columns=columns, number_of_frames=frames,
         instance_number=_int(ds.get("InstanceNumber")),
         modality=modality,
@@ -342,6 +345,15 @@ def _index_dicom(path: Path, builder: _IndexBuilder) -> None:
             modality=modality,
         ),
     )
+
+
+def _raise_short(path: Path, size: int, expected: int, sop_class: str) -> None:
+    """A file too short for its pixels: cut off, or a header without pixel data (which is not
+    "truncated": the rest of the header tells, and only this rare case reads it)."""
+    with open_dicom(path) as dicom:
+        if dicom.pixel is None:
+            raise StudyLoadError(path, f"contains no image: no pixel data ({sop_class_name(sop_class)})")
+    raise StudyLoadError(path, f"file is truncated: {size} bytes, but its pixel data alone needs {expected}")
 
 
 class _IndexBuilder:

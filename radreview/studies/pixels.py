@@ -9,23 +9,34 @@ what makes interactive window/level fast on 1760x1760 radiographs.
 from __future__ import annotations
 
 import logging
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset
 
+import pydicom.uid
+from pydicom.uid import UID
+
+from radreview.studies import codestream
 from radreview.studies.dicomio import (
-    read_dataset,
+    DicomFile,
+    open_dicom,
     sop_class_name,
     transfer_syntax_of,
     unsupported_transfer_syntax_reason,
 )
 from radreview.studies.errors import StudyLoadError
 from radreview.studies.model import ImageEntry
+from radreview.studies.sizes import check_dicom_size
 from radreview.studies.voi import VOI_FUNCTIONS, VoiLutTable, Window, window_from_range
 
 log = logging.getLogger(__name__)
+# pydicom logs every decoder that fails, with a traceback, at ERROR. Plug-ins are tried one by
+# one here and a file none can decode is reported with its name and the reason (and each failure
+# is in radreview's debug log), so those records would only repeat it, less clearly.
+logging.getLogger("pydicom.pixels.decoders.base").setLevel(logging.CRITICAL)
 
 # Offsets wider than this (e.g. float data, 32-bit integers with a huge range) skip the table.
 MAX_TABLE_SIZE = 1 << 20
@@ -116,35 +127,35 @@ def decode_image(entry: ImageEntry, frame: int = 0) -> DecodedImage:
 
 
 def decode_dicom(path: Path, frame: int = 0) -> DecodedImage:
-    """Decode frame ``frame`` of a DICOM file (any transfer syntax pydicom's backends decode)."""
-    path = Path(path)
-    ds = read_dataset(path, header_only=False)
-    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        # pydicom returns an empty dataset for a file whose encapsulated pixel data is cut off,
-        # so look at the header alone to tell "truncated image" from "not an image".
-        if "Rows" in ds or "Rows" in read_dataset(path, header_only=True):
-            raise StudyLoadError(path, "file is truncated or damaged: its pixel data is missing")
-        name = sop_class_name(str(ds.get("SOPClassUID", "")))
-        raise StudyLoadError(path, f"contains no image: no pixel data ({name})")
-    ts = transfer_syntax_of(ds)
-    reason = unsupported_transfer_syntax_reason(ts, _int(ds.get("BitsStored"), 0))
-    if reason:
-        raise StudyLoadError(path, reason)
-    n_frames = _int(ds.get("NumberOfFrames"), 1) or 1
-    if not 0 <= frame < n_frames:
-        raise StudyLoadError(path, f"frame {frame} does not exist (the file has {n_frames})")
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
-    if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
-        # Files without (0002,0010) (raw datasets, some old exports): tell the decoder what
-        # encoding pydicom found while reading.
-        from pydicom.dataset import FileMetaDataset
+    """Decode frame ``frame`` of a DICOM file (any transfer syntax pydicom's backends decode).
 
-        ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ts
-    try:
-        stored = _pixel_array(ds, frame, ts)
-    except Exception as exc:  # noqa: BLE001 - decoders raise many types; all mean "cannot decode"
-        raise StudyLoadError(path, f"could not decode the pixel data ({ts.name}): {_short(exc)}") from exc
+    Only the header and that one frame are read; sizes are checked against the limits first,
+    for compressed frames against the codestream's own header too.
+    """
+    path = Path(path)
+    with open_dicom(path) as dicom:
+        ds = dicom.dataset
+        if dicom.pixel is None:
+            name = sop_class_name(str(ds.get("SOPClassUID", "")))
+            raise StudyLoadError(path, f"contains no image: no pixel data ({name})")
+        ts = transfer_syntax_of(ds)
+        reason = unsupported_transfer_syntax_reason(ts, _int(ds.get("BitsStored"), 0))
+        if reason:
+            raise StudyLoadError(path, reason)
+        n_frames = _int(ds.get("NumberOfFrames"), 1) or 1
+        rows, columns = _int(ds.get("Rows"), 0), _int(ds.get("Columns"), 0)
+        check_dicom_size(path, rows, columns, n_frames, _int(ds.get("SamplesPerPixel"), 1))
+        if not 0 <= frame < n_frames:
+            raise StudyLoadError(path, f"frame {frame} does not exist (the file has {n_frames})")
+        if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
+            # Files without (0002,0010) (raw datasets, some old exports): tell the decoder what
+            # encoding pydicom found while reading.
+            from pydicom.dataset import FileMetaDataset
+
+            ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = ts
+        stored = _read_frame(dicom, frame, n_frames, ts)
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     _apply_functional_groups(ds, frame)
     spacing, source = pixel_spacing_of(ds)
     common = dict(
@@ -176,9 +187,23 @@ def decode_dicom(path: Path, frame: int = 0) -> DecodedImage:
     )
 
 
-# Measured (tests/benchmarks): pydicom tries its own numpy RLE decoder first, about 8x slower
-# than pylibjpeg-rle on a 1760x1760 CR, so ask for the faster plugin where it is installed.
-PREFERRED_PLUGINS = {"1.2.840.10008.1.2.5": "pylibjpeg"}
+# Decoder plug-ins tried in this process, in order. Each reports damaged data as an exception
+# (fuzzed with mutated and truncated frames of pydicom's test files: no crash). Measured
+# (tests/benchmarks): pylibjpeg-rle is about 8x faster than pydicom's own numpy RLE decoder.
+IN_PROCESS_PLUGINS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(codestream.JPEG_SYNTAXES, ("pillow",)),
+    **dict.fromkeys(codestream.J2K_SYNTAXES, ("pylibjpeg", "pillow")),
+    codestream.RLE_SYNTAX: ("pylibjpeg", "pydicom"),
+}
+# gdcm aborts the process on damaged JPEG, JPEG-LS and JPEG 2000 data (an uncaught C++
+# exception): it runs only in a child process (radreview.studies.isolated), for the syntaxes no
+# other permissive decoder reads (JPEG Lossless, JPEG-LS) and as the last resort for the others.
+ISOLATED_PLUGIN = "gdcm"
+# The pixel module attributes a decoder needs (PS3.3 C.7.6.3), copied into a one-frame dataset.
+PIXEL_MODULE = (
+    "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration", "Rows", "Columns",
+    "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
+)
 
 
 # Enhanced multi-frame objects keep rescale, window and spacing in functional group macros.
@@ -201,16 +226,168 @@ def _apply_functional_groups(ds: Dataset, frame: int) -> None:
                     ds[element.tag] = element
 
 
-def _pixel_array(ds: Dataset, frame: int, ts: str) -> np.ndarray:
+def _read_frame(source: DicomFile, frame: int, n_frames: int, ts: UID) -> np.ndarray:
+    """One frame's stored values, read from the file (never the whole pixel data)."""
+    from pydicom.pixels import pixel_array
+
+    path, pixel = source.path, source.pixel
+    assert pixel is not None
+    if not pixel.encapsulated:
+        if ts.is_compressed:
+            raise StudyLoadError(path, f"damaged pixel data: {ts.name} data must be encapsulated")
+        if source.size is not None and pixel.offset + pixel.length > source.size:
+            raise StudyLoadError(path, f"file is truncated: its pixel data needs {pixel.length} bytes, "
+                                       f"but the file ends {source.size - pixel.offset} bytes after it starts")
+        source.stream.seek(0)
+        # The deflated view holds the dataset inflated: native Explicit VR Little Endian.
+        syntax = pydicom.uid.ExplicitVRLittleEndian if source.deflated else ts
+        try:
+            return pixel_array(source.stream, index=frame, transfer_syntax_uid=syntax)
+        except StudyLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - numpy/pydicom errors for inconsistent headers
+            raise StudyLoadError(path, f"could not decode the pixel data ({ts.name}): {_short(exc)}") from exc
+    data = _compressed_frame(source, frame, n_frames)
+    ds = source.dataset
+    rows, columns = _int(ds.get("Rows"), 0), _int(ds.get("Columns"), 0)
+    _check_frame_header(path, ts, data, rows, columns)
+    return decode_compressed(path, single_frame_dataset(ds, data, ts), ts)
+
+
+def _compressed_frame(source: DicomFile, frame: int, n_frames: int) -> bytes:
+    """The bytes of one encapsulated frame, read with a budget (a frame is never much larger
+    compressed than decoded, so a file cannot make this read gigabytes)."""
+    from pydicom.encaps import get_frame
+
+    ds, path, pixel = source.dataset, source.path, source.pixel
+    assert pixel is not None
+    per_frame = (_int(ds.get("Rows"), 0) * _int(ds.get("Columns"), 0) * (_int(ds.get("SamplesPerPixel"), 1) or 1)
+                 * max(1, (_int(ds.get("BitsAllocated"), 8) + 7) // 8))
+    budget = _BudgetReader(source.stream, (frame + 1) * (per_frame + per_frame // 4 + (1 << 20)))
+    offsets = None
+    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+        offsets = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
+    if source.size is not None:
+        _check_items_complete(source.stream, pixel.offset, source.size, path)
+    source.stream.seek(pixel.offset)
+    try:
+        return get_frame(budget, frame, extended_offsets=offsets, number_of_frames=n_frames)
+    except _BudgetExceeded as exc:
+        raise StudyLoadError(path, f"damaged pixel data: frame {frame} holds more compressed data than "
+                                   f"its {per_frame} decoded bytes can need") from exc
+    except StudyLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ValueError/EOFError from pydicom's item parser
+        truncated = source.size is not None and source.stream.tell() >= source.size
+        what = "file is truncated or damaged" if truncated else "damaged pixel data"
+        raise StudyLoadError(path, f"{what}: frame {frame} could not be read from the encapsulated pixel data "
+                                   f"({_short(exc)})") from exc
+
+
+def _check_items_complete(stream, offset: int, size: int, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Walk the item headers of encapsulated pixel data (PS3.5 A.4), seeking over their values:
+    a file cut short ends before the Sequence Delimitation Item, and says so here."""
+    position = offset
+    while position + 8 <= size:
+        stream.seek(position)
+        group, element, length = struct.unpack("<HHI", stream.read(8))
+        if (group, element) == (0xFFFE, 0xE0DD):
+            return
+        if (group, element) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF:
+            raise StudyLoadError(path, f"damaged pixel data: no item tag at byte {position} of the encapsulated pixel data")
+        position += 8 + length
+    raise StudyLoadError(path, "file is truncated: the encapsulated pixel data ends before its last item "
+                               f"(the file has {size} bytes)")
+
+
+class _BudgetExceeded(Exception):
+    pass
+
+
+class _BudgetReader:
+    """A file-like that refuses to read more than ``budget`` bytes in all."""
+
+    def __init__(self, stream, budget: int) -> None:  # type: ignore[no-untyped-def]
+        self._stream = stream
+        self._left = budget
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > self._left:
+            raise _BudgetExceeded()
+        data = self._stream.read(size)
+        self._left -= len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+
+def _check_frame_header(path: Path, ts: UID, data: bytes, rows: int, columns: int) -> None:
+    """Refuse a compressed frame whose own header asks for more than the limits, or disagrees
+    with the DICOM header (decoders allocate what the codestream says)."""
+    try:
+        header = codestream.frame_header(str(ts), data)
+    except codestream.CodestreamError as exc:
+        raise StudyLoadError(path, f"damaged pixel data: {exc}") from exc
+    if header is None:
+        return
+    check_dicom_size(path, header.rows or rows, header.columns, 1, header.components,
+                     what=f"the {header.codec} frame header")
+    if (header.rows or rows, header.columns) != (rows, columns):
+        raise StudyLoadError(path, f"damaged pixel data: the {header.codec} frame is {header.columns} x "
+                                   f"{header.rows or rows} pixels but the DICOM header says {columns} x {rows}")
+
+
+def single_frame_dataset(ds: Dataset, frame: bytes, ts: UID) -> Dataset:
+    """A dataset holding only the pixel module and one encapsulated frame: what a decoder needs
+    (and all that is sent to a child process)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.encaps import encapsulate
+
+    one = Dataset()
+    for keyword in PIXEL_MODULE:
+        if keyword in ds:
+            setattr(one, keyword, ds[keyword].value)
+    one.NumberOfFrames = 1
+    one.PixelData = encapsulate([frame])
+    one["PixelData"].VR = "OB"
+    one.file_meta = FileMetaDataset()
+    one.file_meta.TransferSyntaxUID = ts
+    return one
+
+
+def decode_compressed(path: Path, one: Dataset, ts: UID) -> np.ndarray:
+    """Decode a one-frame dataset: in-process plug-ins first, then gdcm in a child process."""
     from pydicom.pixels import get_decoder, pixel_array
 
-    plugin = PREFERRED_PLUGINS.get(str(ts), "")
-    if plugin and plugin in get_decoder(ts).available_plugins:
+    available = get_decoder(ts).available_plugins
+    failures: list[str] = []
+    for plugin in IN_PROCESS_PLUGINS.get(str(ts), ()):
+        if plugin not in available:
+            continue
         try:
-            return pixel_array(ds, index=frame, decoding_plugin=plugin)
-        except Exception:  # noqa: BLE001 - fall back to pydicom's own choice below
-            log.debug("%s plugin failed; trying the others", plugin, exc_info=True)
-    return pixel_array(ds, index=frame)
+            return pixel_array(one, index=0, decoding_plugin=plugin)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - Rust plug-ins panic with a BaseException
+            log.debug("%s: %s could not decode it", path, plugin, exc_info=True)
+            failures.append(_short(exc).replace("Unable to decode as exceptions were raised by all available plugins: ", ""))
+    if ISOLATED_PLUGIN in available:
+        from radreview.studies import isolated
+
+        try:
+            return isolated.decode_frame(one, ISOLATED_PLUGIN)
+        except isolated.DecoderCrashed as exc:
+            earlier = f"{failures[0]}; then " if failures else ""
+            raise StudyLoadError(path, f"could not decode the pixel data ({ts.name}): {earlier}{exc}") from exc
+        except isolated.DecoderError as exc:
+            failures.append(_short(exc))
+    if not failures:
+        raise StudyLoadError(path, f"no decoder installed for transfer syntax {ts.name} ({ts})")
+    raise StudyLoadError(path, f"could not decode the pixel data ({ts.name}): {failures[0]}")
 
 
 def to_rgb8(array: np.ndarray, bits_stored: int) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,8 +10,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from radreview.studies.errors import StudyLoadError
+from radreview.studies.fileaccess import open_regular
 from radreview.studies.pixels import DecodedImage, _offsets, to_rgb8
+from radreview.studies.sizes import check_raster_size
 from radreview.studies.voi import window_from_range
+
+# Sizes are checked against radreview's own, lower limit (max_raster_pixels) before decoding, so
+# Pillow's warning at 89 M pixels only repeats it (its error at 179 M pixels stays in force).
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".bmp"})
 
@@ -25,11 +32,16 @@ class RasterHeader:
 
 
 def read_raster_header(path: Path) -> RasterHeader:
-    """Size and mode without decoding pixels (PIL opens lazily)."""
+    """Size and mode without decoding pixels (PIL opens lazily); refuses images over the limit."""
     try:
-        with Image.open(path) as image:
+        with open_regular(path) as handle, Image.open(handle) as image:
+            check_raster_size(path, image.width, image.height)
             frames = int(getattr(image, "n_frames", 1) or 1)
             return RasterHeader(image.format or path.suffix.lstrip(".").upper(), image.width, image.height, image.mode, frames)
+    except StudyLoadError:
+        raise
+    except Image.DecompressionBombError as exc:  # over twice Pillow's own limit: ours is lower
+        raise StudyLoadError(path, f"image too large to open ({exc})") from exc
     except PermissionError as exc:
         raise StudyLoadError(path, "permission denied") from exc
     except FileNotFoundError as exc:
@@ -44,16 +56,19 @@ def decode_raster(path: Path, frame: int = 0) -> DecodedImage:
     """Decode a raster file: grey -> float32 [H, W]; colour -> uint8 [H, W, 3] (grey if R=G=B)."""
     path = Path(path)
     try:
-        with Image.open(path) as image:
+        with open_regular(path) as handle, Image.open(handle) as image:
             frames = int(getattr(image, "n_frames", 1) or 1)
             if not 0 <= frame < frames:
                 raise StudyLoadError(path, f"frame {frame} does not exist (the file has {frames})")
             if frame:
                 image.seek(frame)
+            check_raster_size(path, image.width, image.height)  # each page of a TIFF has its own size
             image.load()
             array, bits = _as_array(image)
     except StudyLoadError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise StudyLoadError(path, f"image too large to open ({exc})") from exc
     except PermissionError as exc:
         raise StudyLoadError(path, "permission denied") from exc
     except FileNotFoundError as exc:
