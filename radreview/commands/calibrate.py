@@ -14,8 +14,8 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="radreview .onnx model file")
-    parser.add_argument("data", help="the labelled dataset it was trained on (as radreview train reads it)")
-    parser.add_argument("--split-file", required=True, help="split.csv of the training run")
+    parser.add_argument("data", nargs="?", help="the labelled dataset it was trained on (as radreview train reads it)")
+    parser.add_argument("--split-file", help="split.csv of the training run (required unless --figures-only)")
     parser.add_argument("--out", required=True, help="the .onnx file to write (may be MODEL itself)")
     parser.add_argument("--method", default="auto", choices=("auto", "platt", "temperature"),
                         help="per-label calibration (default auto: temperature or Platt, whichever fits the "
@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation", help="metrics.json of radreview evaluate on the test split (card figures)")
     parser.add_argument("--external", action="append", default=[], metavar="METRICS",
                         help="metrics.json of radreview evaluate on an external set (repeatable)")
+    parser.add_argument("--version", dest="model_version", help="the calibrated model's version (default: unchanged)")
+    parser.add_argument("--figures-only", action="store_true",
+                        help="only write --validation/--external figures into an already calibrated model's card")
+    parser.add_argument("--report", help="write what was fitted (calibration before/after, cut-offs, scope) as JSON")
     parser.add_argument("--cache-dir", help="folder for decoded pixels (reused by later runs)")
     parser.add_argument("--fracatlas-tasks", default="region,fracture,hardware")
 
@@ -35,16 +39,34 @@ def run(args: argparse.Namespace) -> int:
     from radreview.training.datasets import DatasetError
     from radreview.training.progress import TqdmProgress
 
+    if not args.figures_only and (not args.data or not args.split_file):
+        print("radreview calibrate: DATA and --split-file are needed (or --figures-only)", file=sys.stderr)
+        return 2
+    if args.figures_only:
+        from radreview.training.calibrate import embed_figures
+
+        try:
+            card = embed_figures(args.model, args.out, args.validation, args.external, args.model_version)
+        except (CalibrationError, ModelCardError, OSError, ValueError) as exc:
+            print(f"radreview calibrate: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.out}: {card.name} {card.version} with {len(args.external)} external set(s)")
+        return 0
     progress = TqdmProgress("calibrate")
     try:
         card, report = calibrate_model_file(
             args.model, args.data, args.split_file, args.out, args.method, args.percentile, args.cache_dir,
-            args.validation, args.external, progress, fracatlas_tasks=tuple(args.fracatlas_tasks.split(",")))
+            args.validation, args.external, args.model_version, progress, fracatlas_tasks=tuple(args.fracatlas_tasks.split(",")))
     except (CalibrationError, DatasetError, ModelCardError, OSError, ValueError) as exc:
         print(f"radreview calibrate: {exc}", file=sys.stderr)
         return 2
     finally:
         progress.close()
+    if args.report:
+        import json
+        from pathlib import Path
+
+        Path(args.report).write_text(json.dumps(report, indent=1, default=float))
     scope = report["scope"]
     print(f"wrote {args.out}: {card.name} {card.version}")
     print(f"  scope check: threshold {scope['threshold']:.3f} ({scope['percentile']:g}th percentile of "

@@ -255,6 +255,27 @@ def validation_figures(validation: str | Path | None, external: Sequence[str | P
     return section
 
 
+def embed_figures(model_path: str | Path, out_path: str | Path, validation: str | Path | None,
+                  external: Sequence[str | Path] = (), version: str | None = None) -> ModelCard:
+    """Write ``radreview evaluate`` figures into a calibrated model's card, changing nothing else
+    (the second step: the figures can only be measured once the operating points exist)."""
+    import onnx
+
+    model_path, out_path = Path(model_path), Path(out_path)
+    model = onnx.load(str(model_path))
+    card = card_from_onnx_model(model, model_path, verify_checksum=True)
+    if card.scope_check is None and not any(lab.calibration for lab in card.labels):
+        raise CalibrationError(f"{model_path}: not calibrated yet; run radreview calibrate without --figures-only")
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "model.onnx"
+        staged.write_bytes(model_path.read_bytes())
+        written = write_card(staged, replace(card, validation=validation_figures(validation, external),
+                                             version=version or card.version))
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_bytes(staged.read_bytes())
+    return written
+
+
 # -- the whole job ----------------------------------------------------------------------------------
 def calibrate_model_file(
     model_path: str | Path,
@@ -266,6 +287,7 @@ def calibrate_model_file(
     cache_dir: str | Path | None = None,
     validation: str | Path | None = None,
     external: Sequence[str | Path] = (),
+    version: str | None = None,
     progress: Progress = None,
     is_cancelled: CancelCheck = None,
     **dataset_options: Any,
@@ -319,7 +341,7 @@ def calibrate_model_file(
                                                       "split_file": Path(split_file).name})
         new_card = replace(new_card, training_run={**card.training_run, "calibration": {
             "method": method, "split_file": Path(split_file).name, "n_train": len(train_kept), "n_val": len(val_kept)}},
-            validation=validation_figures(validation, external))
+            validation=validation_figures(validation, external), version=version or card.version)
         write_card(staged_path, new_card)
         written = card_from_onnx_model(onnx.load(str(staged_path)), out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
