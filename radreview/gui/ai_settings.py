@@ -30,7 +30,10 @@ class AiSettings:
     auto_run: bool = True
     show_heatmap: bool = True
     cam_scale: str = "absolute"  # or "minmax" (per image, misleading on normal studies)
-    cam_span: float = 24.0  # logits above the gate that the colour bar covers (absolute scale)
+    # Local logits above the gate that the colour bar covers (absolute scale); 0 = the model
+    # card's span (``cam.span_logits``, fitted on its validation positives), else the default.
+    # (Named anew: files of older versions saved their default, 24, as "cam_span".)
+    heatmap_span: float = 0.0
     gate: str = "likely"  # the operating point that gates the heatmap (high specificity by default)
     backend: str = "onnx"  # or "torch": a .pt checkpoint with a Grad-CAM method ([train] extra)
     checkpoint: str = ""
@@ -59,7 +62,8 @@ def _valid(settings: AiSettings) -> AiSettings:
     if settings.cam_method not in CAM_METHODS:
         settings.cam_method = defaults.cam_method
     settings.opacity = min(1.0, max(0.0, float(settings.opacity)))
-    settings.cam_span = min(200.0, max(0.5, float(settings.cam_span)))
+    span = float(settings.heatmap_span)
+    settings.heatmap_span = 0.0 if not span > 0 else min(200.0, max(0.5, span))
     return settings
 
 
