@@ -219,8 +219,9 @@ def study_line(rows: Iterable) -> str:
     rows = list(rows)
     if not rows:
         return ""
-    views = max(getattr(r, "views", 0) + getattr(r, "out_of_scope_views", 0) for r in rows)
-    outside = max(getattr(r, "out_of_scope_views", 0) for r in rows)
+    # a row whose views are all outside scope counts them in ``views`` as well (see aggregate)
+    views = max(r.views + (0 if r.tier == "out_of_scope" else r.out_of_scope_views) for r in rows)
+    outside = max(r.out_of_scope_views for r in rows)
     count = f"{views} view{'s' if views != 1 else ''}" + (f", {outside} outside scope" if outside else "")
     return f"Study, {count}: {present_study(rows)[1]}"
 
@@ -307,7 +308,8 @@ def present_heatmap(label: LabelResult | None, scale: str = "absolute", gate: st
         return NO_HEATMAP
     span_logits, source = resolve_span(label, span)
     out_of_scope = label.in_scope is False
-    title = label.display_name + (f" — {TIER_WORDS['out_of_scope']}, shown on request" if out_of_scope else "")
+    marked = out_of_scope and revealed
+    title = label.display_name + (f" — {TIER_WORDS['out_of_scope']}, shown on request" if marked else "")
     threshold = gate_probability(label, gate)
     common = dict(key=label.key, title=title, gate=threshold, span_logits=span_logits, span_source=source,
                   out_of_scope=out_of_scope, probability=label.probability)
