@@ -104,12 +104,12 @@ def test_results_appear_without_a_click(qtbot, window, images):
     names = {r[0] for r in table}
     assert names == {"Fractured", "Hardware"}  # region labels are the region line, not findings
     assert panel.region_label.text().startswith("Region: ")
-    for name, probability, tier, cutoffs, model in table:
+    for name, probability, tier, cutoffs in table:
         assert probability in ("> 0.999", "< 0.001") or 0.001 <= float(probability) <= 0.999
         assert len(probability.split(".")[-1]) == 3 or probability.startswith(("<", ">"))
         assert tier in ("likely", "possible", "below cut-off")
         assert cutoffs == "possible ≥ 0.3 · likely ≥ 0.7"  # visible in the row, three significant digits
-        assert model == "findings 1.0"
+        assert "findings 1.0" in panel.table.item(0, 1).toolTip()  # the model that said it
     assert panel.verdict_label.text().split(":")[0] in ("Positive", "Doubt", "Negative")
     # the toy models have no scope check, and say so
     assert "region: no scope check" in panel.scope_label.text()
@@ -374,3 +374,23 @@ def test_heatmap_has_the_h_key_and_help_lists_the_ai_keys(qtbot) -> None:
     for keys in ("H", "O", "Shift+O", "Ctrl+R"):
         assert (keys, "AI") in rows, keys
     assert ("Shift+H", "Image") in rows
+
+
+def test_help_shortcuts_is_generated_from_the_one_table(qtbot) -> None:
+    """Every row of Help ▸ Keyboard Shortcuts comes from actions.ACTIONS (plus the keys panels
+    registered), and every key of the window's actions is listed there."""
+    from PySide6.QtGui import QAction, QKeySequence
+
+    from radreview.gui.actions import shortcut_rows
+
+    window = MainWindow(settings=ViewerSettings(), save_on_close=False)
+    qtbot.addWidget(window)
+    dialog = window.show_shortcuts()
+    qtbot.addWidget(dialog)
+    table = dialog.table
+    shown = [tuple(table.item(r, c).text() for c in range(3)) for r in range(table.rowCount())]
+    assert shown == shortcut_rows(window.extra_shortcuts)
+    listed = {QKeySequence(key.strip()).toString() for keys, _menu, _text in shown for key in keys.split(",")}
+    bound = {s.toString() for a in window.findChildren(QAction) for s in a.shortcuts()}
+    presets = {str(n) for n in range(1, 10)}  # listed as "1 … 9"
+    assert bound - presets <= listed

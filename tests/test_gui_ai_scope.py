@@ -170,8 +170,10 @@ def test_in_scope_image_shows_tiers_and_the_heatmap_on_the_card_s_span(qtbot, wi
     panel.span_spin.setValue(6.0)  # the user's span wins over the card's
     assert panel.legend.span_source == "user"
     assert panel.color_bar.high.text() == f"p {format_probability(sigmoid(logit(0.6) + 6.0))}"
+    assert panel.span_label.text() == "6 logits, set by you"
     panel.span_spin.setValue(0.0)  # back to the card
-    assert panel.span_spin.text() == "from the model card" and panel.legend.span_source == "model card"
+    assert panel.span_spin.text() == "auto" and panel.legend.span_source == "model card"
+    assert panel.span_label.text() == "3 logits, from the model card"
 
 
 @pytest.mark.parametrize("scale", ["absolute", "minmax"])
@@ -201,8 +203,8 @@ def test_a_model_without_scope_check_and_with_unreliable_operating_points(qtbot,
     try:
         panel = show(qtbot, win, pictures["blank"])
         assert panel.scope_label.text() == "plain: no scope check (the model card has no scope statistics)"
-        ((name, probability, tier, cutoffs, model),) = panel.table_rows()
-        assert (name, tier, model) == ("Dislocation", "no tier", "plain 1.0")
+        ((name, probability, tier, cutoffs),) = panel.table_rows()
+        assert (name, tier) == ("Dislocation", "no tier")
         assert probability == format_probability(panel.result.labels[0].probability)
         assert cutoffs == "operating points rest on only 8 positive and 311 negative validation images"
         assert panel.verdict_label.text() == "No AI result: no finding has operating points"

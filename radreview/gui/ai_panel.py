@@ -73,7 +73,9 @@ TIER_COLOURS = {"likely": "#d9534f", "possible": "#f0ad4e", "below": "#5cb85c", 
 VERDICT_COLOURS = {"positive": "#d9534f", "doubt": "#f0ad4e", "negative": "#5cb85c",
                    "out_of_scope": "#b8860b", "none": "#888888"}
 OPACITY_STEP = 0.1
-COLUMNS = ("Finding", "Probability", "Tier", "Cut-offs", "Model")
+# The model and version of each finding are in its tooltip and the status line: a fifth column
+# would push the cut-offs out of the dock.
+COLUMNS = ("Finding", "Probability", "Tier", "Cut-offs")
 REVEAL_TEXT = "Show findings anyway"
 HIDE_TEXT = "Hide out-of-scope findings"
 
@@ -156,10 +158,13 @@ class AiPanel(QWidget):
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
         header = self.table.horizontalHeader()
-        for column in range(len(COLUMNS) - 1):  # finding, probability, tier and cut-offs always readable
+        for column in range(len(COLUMNS) - 1):  # finding, probability and tier always readable
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)  # the model name elides
-        self.table.setWordWrap(False)
+        # the cut-offs (or why there are none) take the rest of the width and wrap: visible, not a tooltip
+        header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
+        self.table.setWordWrap(True)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
 
         self.heatmap_box = QCheckBox("Heatmap (H)", self)
@@ -192,12 +197,12 @@ class AiPanel(QWidget):
         self.span_spin.setRange(0.0, 200.0)
         self.span_spin.setDecimals(1)
         self.span_spin.setSingleStep(1.0)
-        self.span_spin.setSpecialValueText("from the model card")
+        self.span_spin.setSpecialValueText("auto")
         self.span_spin.setSuffix(" logits")
         self.span_spin.setValue(self.settings.heatmap_span)
         self.span_spin.setToolTip("Absolute scale: how much evidence above the cut-off fills the colour bar, the "
-                                  "same for every image. 0 = the model card's span (else 24); the colour bar "
-                                  "shows the probability its top stands for")
+                                  "same for every image. auto (0) = the model card's span, else 24 logits; the "
+                                  "colour bar shows the probability its top stands for")
         self.span_spin.valueChanged.connect(lambda v: self._change("heatmap_span", float(v)))
         self.color_bar = ColorBar(self)
 
@@ -213,7 +218,13 @@ class AiPanel(QWidget):
         controls.addRow("Colour map", self.colormap_combo)
         controls.addRow("Threshold", self.gate_combo)
         controls.addRow("Scale", self.scale_combo)
-        controls.addRow("Span", self.span_spin)
+        self.span_label = QLabel("", self)
+        self.span_label.setStyleSheet("color: #888; font-size: 10px;")
+        self.span_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        span_row = QHBoxLayout()
+        span_row.addWidget(self.span_spin)
+        span_row.addWidget(self.span_label, 1)
+        controls.addRow("Span", span_row)
         controls.addRow(self.color_bar)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
@@ -392,11 +403,10 @@ class AiPanel(QWidget):
         cutoffs = QTableWidgetItem(finding.cutoffs_text)
         if finding.note:  # no tier: the reason takes the tier's place
             cutoffs.setForeground(QColor(TIER_COLOURS[""]))
-        model = QTableWidgetItem(f"{finding.model} {finding.version}")
-        items = (name, probability, tier, cutoffs, model)
+        items = (name, probability, tier, cutoffs)
         for column, item in enumerate(items):
             if column:
-                item.setToolTip(line)
+                item.setToolTip(f"{line}\n{finding.model} {finding.version}")
             if not finding.shown:  # revealed, not an answer: marked in every cell
                 item.setFont(_italic(item.font()))
             self.table.setItem(row, column, item)
@@ -471,6 +481,7 @@ class AiPanel(QWidget):
         text = legend.title + (f" — {legend.note}" if legend.note and legend.title else legend.note)
         self.heatmap_label.setText(text)
         self.heatmap_label.setStyleSheet("color: #b8860b;" if legend.out_of_scope else "")
+        self.span_label.setText(legend.span_text if legend.key and legend.mode == "absolute" else "")
         self.color_bar.set_colormap(self.settings.colormap, legend.low_text, legend.high_text)
 
     def export_legend(self) -> tuple[list[str], HeatmapLegend]:
@@ -643,7 +654,7 @@ def install_ai_panel(window, settings: AiSettings | None = None, save_settings: 
     panel = AiPanel(settings, window, save_settings=save_settings)
     dock = QDockWidget("AI", window)
     dock.setObjectName("ai_dock")
-    dock.setMinimumWidth(360)
+    dock.setMinimumWidth(400)  # the findings with their cut-offs stay readable
     dock.setWidget(panel)
     window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
     window.ai_panel = panel

@@ -239,6 +239,7 @@ def present_study(rows: Iterable) -> tuple[str, str]:
 
 # -- heatmaps ---------------------------------------------------------------------------------
 GATE_WORDS = {"likely": "likely cut-off", "possible": "possible cut-off"}
+SPAN_SOURCE_WORDS = {"model card": "from the model card", "user": "set by you", "default": "default"}
 
 
 def gate_text(label: LabelResult | None, gate: str = "likely") -> str:
@@ -283,6 +284,11 @@ class HeatmapLegend:
         if self.mode == "relative":  # Grad-CAM family: already 0..1 per image, gated above
             return np.clip(local, 0.0, 1.0)
         return self.display.intensity(local, self.probability)
+
+    @property
+    def span_text(self) -> str:
+        """"3 logits, from the model card" — where the absolute scale's span comes from."""
+        return f"{self.span_logits:g} logits, {SPAN_SOURCE_WORDS.get(self.span_source, self.span_source)}"
 
     @property
     def colour_bar_text(self) -> str:
