@@ -24,6 +24,7 @@ MARGIN = 10
 MIN_WIDTH = 520  # a narrow pane still gets a readable legend
 BAR_WIDTH = 320
 BAR_HEIGHT = 14
+HEATMAP_PREFIX = "Heatmap: "  # the line of legend_lines() that the colour bar belongs to
 BACKGROUND = QColor("#141414")
 TEXT = QColor("#e8e8e8")
 NOTICE = QColor("#d08000")
@@ -56,24 +57,31 @@ def view_with_legend(view: QPixmap | QImage, lines: Sequence[str], heatmap: Heat
     painter = QPainter(out)
     try:
         painter.drawImage(0, 0, shot)
+        # the colour bar goes under the heatmap's line (or last, should there be none)
+        bar_after = next((i for i, line in enumerate(lines) if line.startswith(HEATMAP_PREFIX)), len(lines) - 1)
         y = shot.height() + MARGIN
-        for font, line, height in zip(fonts, lines, heights):
+        for i, (font, line, height) in enumerate(zip(fonts, lines, heights)):
             painter.setFont(font)
             painter.setPen(NOTICE if line == RESEARCH_USE_NOTICE else TEXT)
             painter.drawText(QRect(MARGIN, y, text_width, height), flags, line)
             y += height + 3
-        if bar:
-            y += 3
-            bar_width = min(BAR_WIDTH, text_width)
-            painter.drawImage(QRect(MARGIN, y, bar_width, BAR_HEIGHT), _gradient(colormap))
-            painter.setFont(_font())
-            painter.setPen(TEXT)
-            labels = QRect(MARGIN, y + BAR_HEIGHT + 2, bar_width, label_height)
-            painter.drawText(labels, int(Qt.AlignmentFlag.AlignLeft), heatmap.low_text)
-            painter.drawText(labels, int(Qt.AlignmentFlag.AlignRight), heatmap.high_text)
+            if bar and i == bar_after:
+                y = _draw_bar(painter, y + 3, min(BAR_WIDTH, text_width), label_height, heatmap, colormap)
     finally:
         painter.end()
     return out
+
+
+def _draw_bar(painter: QPainter, y: int, width: int, label_height: int, heatmap: HeatmapLegend,
+              colormap: str) -> int:
+    """The colour map with the probabilities of its ends under it; returns the next free row."""
+    painter.drawImage(QRect(MARGIN, y, width, BAR_HEIGHT), _gradient(colormap))
+    painter.setFont(_font())
+    painter.setPen(TEXT)
+    labels = QRect(MARGIN, y + BAR_HEIGHT + 2, width, label_height)
+    painter.drawText(labels, int(Qt.AlignmentFlag.AlignLeft), heatmap.low_text)
+    painter.drawText(labels, int(Qt.AlignmentFlag.AlignRight), heatmap.high_text)
+    return y + BAR_HEIGHT + label_height + 6
 
 
 def _gradient(colormap: str) -> QImage:
