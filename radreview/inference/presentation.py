@@ -329,7 +329,8 @@ def present_heatmap(label: LabelResult | None, scale: str = "absolute", gate: st
              f"{'the ' if 'cut-off' in low_text else ''}{low_text}")
     if label.cam_units == "relative":
         drawn = label.probability >= threshold
-        return HeatmapLegend(mode="relative", low_text=f"{low_text}: relative (per image)", high_text="image max",
+        # a Grad-CAM-family map has no absolute scale: the gate hides it, it does not set its colours
+        return HeatmapLegend(mode="relative", low_text="relative (per image)", high_text="image max",
                              drawn=drawn, note="" if drawn else below, display=CamDisplay(gate=threshold), **common)
     top = float(label.cam.max()) if scale == "minmax" else None
     display = CamDisplay(mode="minmax" if scale == "minmax" else "absolute", span_logits=span_logits,
