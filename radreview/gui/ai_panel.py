@@ -263,7 +263,7 @@ class AiPanel(QWidget):
         fallbacks: shown until the models change."""
         if self.state is None:
             return ""
-        notes = [f"{m.file.path}: {note}" for m in getattr(self.state.engine, "models", ())
+        notes = [f"{_model_path(m)}: {note}" for m in getattr(self.state.engine, "models", ())
                  for note in getattr(m.card, "notes", ())]
         return "\n".join([str(p) for p in self.state.problems] + notes + self.state.engine.provider_notes)
 
@@ -554,6 +554,12 @@ class AiPanel(QWidget):
     def shutdown(self) -> None:
         self.controller.shutdown()
         self.overlay.detach()
+
+
+def _model_path(model) -> str:
+    """The file a loaded model came from (ONNX: ``model.file.path``; torch back end: ``model.path``)."""
+    file = getattr(model, "file", None)
+    return str(getattr(file, "path", None) or getattr(model, "path", None) or model.card.name)
 
 
 def _italic(font: QFont) -> QFont:
