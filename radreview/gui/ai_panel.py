@@ -249,6 +249,8 @@ class AiPanel(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.error)
         layout.addLayout(buttons)
+        for label in (self.verdict_label, self.study_label, self.region_label, self.scope_label):
+            _set_line(label, "")
         self._show_legend(NO_HEATMAP)
 
     # -- models ----------------------------------------------------------------------------
@@ -306,7 +308,7 @@ class AiPanel(QWidget):
         self.reveal_button.blockSignals(False)
         self.reveal_button.hide()
         for label in (self.verdict_label, self.study_label, self.region_label, self.scope_label):
-            label.setText("")
+            _set_line(label, "")
         self.table.blockSignals(True)
         self.table.setRowCount(0)
         self.table.blockSignals(False)
@@ -346,12 +348,12 @@ class AiPanel(QWidget):
         shown = self.presentation
         if shown is None:
             return
-        self.verdict_label.setText(shown.verdict_text)
+        _set_line(self.verdict_label, shown.verdict_text)
         self.verdict_label.setStyleSheet(f"color: {VERDICT_COLOURS.get(shown.verdict, '#888888')};")
         hidden = [f for f in shown.findings if not f.shown]
         self.reveal_button.setVisible(bool(hidden))
-        self.region_label.setText(shown.region_line)
-        self.scope_label.setText("\n".join(s.text for s in shown.scopes))
+        _set_line(self.region_label, shown.region_line)
+        _set_line(self.scope_label, "\n".join(s.text for s in shown.scopes))
         self.scope_label.setToolTip(shown.scope_text)
         rows = self.rows_shown()
         self.table.blockSignals(True)
@@ -389,7 +391,7 @@ class AiPanel(QWidget):
         signature = self.state.signature if self.state else ()
         views = [result for (image, sig), result in self.controller.cache.items()
                  if sig == signature and study and self._study_of.get(image) == study]
-        self.study_label.setText(study_line(aggregate_studies((study, v) for v in views)) if views else "")
+        _set_line(self.study_label, study_line(aggregate_studies((study, v) for v in views)) if views else "")
 
     def _fill_row(self, row: int, finding: Finding) -> None:
         line = finding.line(self.revealed)
@@ -554,6 +556,12 @@ class AiPanel(QWidget):
     def shutdown(self) -> None:
         self.controller.shutdown()
         self.overlay.detach()
+
+
+def _set_line(label: QLabel, text: str) -> None:
+    """A line of the panel's head: hidden when empty, so the lines below do not float."""
+    label.setText(text)
+    label.setVisible(bool(text))
 
 
 def _model_path(model) -> str:
