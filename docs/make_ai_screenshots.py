@@ -2,7 +2,7 @@
 radiograph inside the shipped model's scope (a finding with its heatmap) and on one outside it.
 
     xvfb-run -s "-screen 0 1600x1000x24" .venv/bin/python docs/make_ai_screenshots.py \
-        [--inside FILE] [--outside FILE] [--models DIR]
+        [--inside FILE] [--outside FILE] [--models DIR] [--only inside|outside]
 
 Defaults: the demo hand radiograph (FracAtlas, resources/demo) inside, and pydicom-data's CR
 chest radiograph RG1_UNCR.dcm outside (an MSK model has no business reading a chest); the
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inside", type=Path, default=REPO_ROOT / "resources/demo/DEMO_HAND/IMG0000019.dcm")
     parser.add_argument("--outside", type=Path, default=None, help="default: pydicom-data RG1_UNCR.dcm")
     parser.add_argument("--models", type=Path, default=None, help="default: the shipped models")
+    parser.add_argument("--only", choices=("inside", "outside"), default=None, help="make one of the two")
     args = parser.parse_args(argv)
     os.environ["RADREVIEW_CONFIG_DIR"] = tempfile.mkdtemp(prefix="radreview_shot_")
     sys.path.insert(0, str(REPO_ROOT))
@@ -61,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
 
     settle(lambda: panel.state is not None)
     outside = args.outside or _pydicom_data("RG1_UNCR.dcm")
-    for path, name in ((args.inside, "ai_panel_in_scope.png"), (outside, "ai_panel_out_of_scope.png")):
+    shots = {"inside": (args.inside, "ai_panel_in_scope.png"), "outside": (outside, "ai_panel_out_of_scope.png")}
+    for key, (path, name) in shots.items():
+        if args.only not in (None, key):
+            continue
         window.close_all()
         window.open_paths([str(path)])
         settle(lambda: panel.result is not None)
