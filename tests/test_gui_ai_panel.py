@@ -25,6 +25,8 @@ from radreview.gui.ai_panel import AiPanel, install_ai_panel  # noqa: E402
 from radreview.gui.ai_settings import AiSettings, load_ai_settings, save_ai_settings  # noqa: E402
 from radreview.gui.main_window import MainWindow  # noqa: E402
 from radreview.gui.settings import CONFIG_DIR_ENV, ViewerSettings  # noqa: E402
+from radreview.inference.aggregate import aggregate_studies  # noqa: E402
+from radreview.inference.presentation import format_probability, study_line  # noqa: E402
 from radreview.inference.toy import toy_card, write_toy_model  # noqa: E402
 from radreview.studies import decode_image, index_paths  # noqa: E402
 
@@ -80,27 +82,38 @@ def show(qtbot, window, path: Path) -> AiPanel:
     return panel
 
 
-def rows(panel: AiPanel) -> list[tuple[str, str, str, str]]:
-    table = panel.table
-    return [tuple(table.item(r, c).text() for c in range(4)) for r in range(table.rowCount())]
+def rows(panel: AiPanel) -> list[tuple[str, ...]]:
+    return panel.table_rows()
 
 
-def test_probability_text_never_rounds_to_certainty():
-    from radreview.gui.ai_panel import format_probability
+def test_the_panel_shows_the_presentation_s_words_and_numbers(qtbot, window, images):
+    """Every word and number about the AI comes from radreview.inference.presentation."""
+    from radreview.inference.presentation import present_image
 
-    assert [format_probability(p) for p in (0.99998, 0.995, 0.5, 0.004)] == ["> 0.99", "> 0.99", "0.50", "< 0.01"]
+    panel = show(qtbot, window, images[2])
+    shown = present_image(panel.result)
+    assert panel.verdict_label.text() == shown.verdict_text
+    assert panel.region_label.text() == shown.region_line
+    assert [r[:4] for r in rows(panel)] == [(f.display_name, f.probability_text, f.tier_text, f.cutoffs_text)
+                                            for f in shown.shown_findings]
 
 
 def test_results_appear_without_a_click(qtbot, window, images):
     panel = show(qtbot, window, images[0])
     table = rows(panel)
     names = {r[0] for r in table}
-    assert {"Hand", "Leg", "Hip", "Shoulder"} <= names  # the region link of the chain
-    assert names & {"Fractured", "Hardware"}
-    for name, probability, tier, model in table:
-        assert probability in ("> 0.99", "< 0.01") or 0.01 <= float(probability) <= 0.99
-        assert tier in ("likely", "possible", "below")
-        assert model in ("region 1.0", "findings 1.0")
+    assert names == {"Fractured", "Hardware"}  # region labels are the region line, not findings
+    assert panel.region_label.text().startswith("Region: ")
+    for name, probability, tier, cutoffs in table:
+        assert probability in ("> 0.999", "< 0.001") or 0.001 <= float(probability) <= 0.999
+        assert len(probability.split(".")[-1]) == 3 or probability.startswith(("<", ">"))
+        assert tier in ("likely", "possible", "below cut-off")
+        assert cutoffs == "possible ≥ 0.3 · likely ≥ 0.7"  # visible in the row, three significant digits
+        assert "findings 1.0" in panel.table.item(0, 1).toolTip()  # the model that said it
+    assert panel.verdict_label.text().split(":")[0] in ("Positive", "Doubt", "Negative")
+    # the toy models have no scope check, and say so
+    assert "region: no scope check" in panel.scope_label.text()
+    assert "findings: no scope check" in panel.scope_label.text()
     assert "Provider: cpu" in panel.status.text()
     assert RESEARCH_USE_NOTICE in [w.text() for w in panel.findChildren(type(panel.status))]
     assert panel.overlay.view is window.active_view()
@@ -150,9 +163,10 @@ def test_results_are_cached_per_image_and_model_version(qtbot, window, images):
 def test_clicking_a_label_shows_its_heatmap_registered_with_the_image(qtbot, window, images):
     panel = show(qtbot, window, images[2])  # RG3: 1760 x 2140 CR
     view = window.active_view()
-    region_row = next(r for r in range(panel.table.rowCount()) if panel.table.item(r, 0).text() == "Leg")
-    panel.table.selectRow(region_row)
-    assert panel.selected == "region/leg"
+    row = next(r for r in range(panel.table.rowCount()) if panel.table.item(r, 0).text() == "Hardware")
+    panel.table.selectRow(row)
+    assert panel.selected == "findings/hardware"
+    assert panel.overlay.is_shown()
     overlay = panel.overlay.item
     assert overlay.parentItem() is view.image_group  # follows zoom, pan, rotation, flips
     rect = overlay.mapRectToParent(overlay.boundingRect())
@@ -160,7 +174,8 @@ def test_clicking_a_label_shows_its_heatmap_registered_with_the_image(qtbot, win
     assert (rect.width(), rect.height()) == pytest.approx((cols, rows_), rel=1e-3)
     assert overlay.image.shape[0] / overlay.image.shape[1] == pytest.approx(rows_ / cols, rel=0.01)
     assert max(overlay.image.shape) <= 1024
-    assert "Leg" in panel.heatmap_label.text()
+    assert panel.heatmap_label.text() == "Hardware"
+    assert view.overlay_note() == ""  # in scope (no check): nothing to warn about
     # window/level changes the radiograph, not the heatmap
     before = overlay.image.copy()
     view.set_invert(True)
@@ -197,18 +212,25 @@ def _key(sequence: str):
 
 def test_colour_map_threshold_and_scale(qtbot, window, images):
     panel = show(qtbot, window, images[2])
+    panel.select_label("findings/hardware")
     panel.colormap_combo.setCurrentText("inferno")
     assert panel.overlay.colormap == "inferno" and panel.settings.colormap == "inferno"
     lut = panel.overlay.item.lut
     assert lut.shape == (256, 4) and lut[0, 3] == 0
+    label = panel.selected_result()
     panel.scale_combo.setCurrentText("minmax")
-    assert panel.overlay.item.image.max() == pytest.approx(1.0)
-    assert panel.color_bar.low.text() == "image min"
+    assert panel.overlay.item.image.max() == pytest.approx(1.0, abs=0.02)
+    top = 1 / (1 + np.exp(-float(label.cam.max())))  # the strongest local evidence, as a probability
+    assert panel.color_bar.texts() == ("likely cut-off p 0.7", f"p {format_probability(top)} (image max)")
     panel.scale_combo.setCurrentText("absolute")
+    panel.gate_combo.setCurrentText("possible")
+    assert panel.color_bar.low.text() == "possible cut-off p 0.3"
     panel.gate_combo.setCurrentText("likely")
-    assert "p 0.70" in panel.color_bar.low.text()
-    panel.span_spin.setValue(10.0)  # logit(0.7) = +0.8, so the bar ends at +10.8
-    assert panel.settings.cam_span == 10.0 and panel.color_bar.high.text() == "logit +10.8"
+    assert panel.color_bar.low.text() == "likely cut-off p 0.7"
+    assert panel.color_bar.high.text() == "p > 0.999"  # default span 24 logits above logit(0.7)
+    panel.span_spin.setValue(2.0)  # logit(0.7) = 0.847, + 2 = 2.847: p 0.945
+    assert panel.settings.heatmap_span == 2.0 and panel.color_bar.high.text() == "p 0.945"
+    assert "logit" not in " ".join(panel.color_bar.texts())
 
 
 def test_a_bad_model_is_listed_and_the_others_still_run(qtbot, tmp_path, model_dir, images):
@@ -224,7 +246,7 @@ def test_a_bad_model_is_listed_and_the_others_still_run(qtbot, tmp_path, model_d
     assert "broken.onnx" in panel.error.text() and "not an ONNX model" in panel.error.text()
     with qtbot.waitSignal(panel.results_shown, timeout=20000):
         win.open_paths([str(images[0])])
-    assert panel.table.rowCount() >= 4
+    assert panel.table.rowCount() == 2
     win.close()
 
 
@@ -306,16 +328,19 @@ def test_study_level_mean_over_the_views_seen(qtbot, window, tmp_path, pydicom_d
     with qtbot.waitSignal(panel.results_shown, timeout=20000):
         window.open_paths([str(tmp_path)])
     first = panel.result
-    assert panel.study_label.text() == ""  # one view seen so far
+    assert panel.study_label.text().startswith("Study, 1 view: ")  # one view seen so far
     entries = window.index.images()
     other = next(e for e in entries if e is not window.active_view().entry)
     with qtbot.waitSignal(panel.results_shown, timeout=20000):
         window.show_entry(other)
     second = panel.result
     text = panel.study_label.text()
-    assert text.startswith("Study, mean of 2 views")
-    mean = (first.get("hardware").probability + second.get("hardware").probability) / 2
-    assert f"hardware {mean:.2f}" in text
+    assert text.startswith("Study, 2 views: ")
+    rows_ = aggregate_studies([("s", first), ("s", second)])
+    (hardware,) = [r for r in rows_ if r.label == "hardware"]
+    assert hardware.probability == pytest.approx((first.get("hardware").probability
+                                                  + second.get("hardware").probability) / 2)
+    assert text == study_line(rows_)
 
 
 def test_ai_menu_sits_before_help(window):
@@ -381,5 +406,26 @@ def test_a_model_failing_on_the_image_is_named_and_the_others_still_answer(qtbot
                     timeout=20000)
     panel = show(qtbot, win, images[-1])
     assert "model short 1.0 failed: returned logits of shape [1, 1], but its card lists 2 labels" in panel.error.text()
-    assert {"Hand", "Fractured"} <= {r[0] for r in rows(panel)}
+    assert "Fractured" in {r[0] for r in rows(panel)}
+    assert panel.region_label.text().startswith("Region: ")
     win.close()
+
+
+def test_help_shortcuts_is_generated_from_the_one_table(qtbot) -> None:
+    """Every row of Help ▸ Keyboard Shortcuts comes from actions.ACTIONS (plus the keys panels
+    registered), and every key of the window's actions is listed there."""
+    from PySide6.QtGui import QAction, QKeySequence
+
+    from radreview.gui.actions import shortcut_rows
+
+    window = MainWindow(settings=ViewerSettings(), save_on_close=False)
+    qtbot.addWidget(window)
+    dialog = window.show_shortcuts()
+    qtbot.addWidget(dialog)
+    table = dialog.table
+    shown = [tuple(table.item(r, c).text() for c in range(3)) for r in range(table.rowCount())]
+    assert shown == shortcut_rows(window.extra_shortcuts)
+    listed = {QKeySequence(key.strip()).toString() for keys, _menu, _text in shown for key in keys.split(",")}
+    bound = {s.toString() for a in window.findChildren(QAction) for s in a.shortcuts()}
+    presets = {str(n) for n in range(1, 10)}  # listed as "1 … 9"
+    assert bound - presets <= listed

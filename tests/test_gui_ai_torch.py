@@ -94,7 +94,8 @@ def test_panel_runs_the_torch_backend(qtbot, checkpoint, fracatlas_dir, tmp_path
     assert "torch Grad-CAM" in panel.status.text()
     with qtbot.waitSignal(panel.results_shown, timeout=30000):
         window.open_paths([str(tmp_path / image.name)])
-    assert panel.table.rowCount() >= 2
+    assert [row[0] for row in panel.table_rows()] == ["Fracture"]  # regions: the region line
+    assert panel.region_label.text().startswith("Region: ")
     assert panel.color_bar.low.text() == "relative (per image)"
     window.close()
 

@@ -91,3 +91,21 @@ def test_unwritable_config_dir_does_not_raise(tmp_path, monkeypatch, caplog) -> 
     with caplog.at_level(logging.WARNING):
         save_settings(ViewerSettings())
     assert "cannot save settings" in caplog.text
+
+
+def test_the_heatmap_span_defaults_to_the_model_card_and_old_files_do_not_pin_it(tmp_path) -> None:
+    """Older versions saved their default span (24) as "cam_span"; that must not override the
+    model card's span now, while a span the user sets is kept."""
+    import json
+
+    from radreview.gui.ai_settings import AiSettings, load_ai_settings, save_ai_settings
+
+    path = tmp_path / "ai_settings.json"
+    path.write_text(json.dumps({"cam_span": 24.0, "colormap": "inferno"}))
+    loaded = load_ai_settings(path)
+    assert loaded.heatmap_span == 0.0 and loaded.colormap == "inferno"  # 0: from the card
+    save_ai_settings(AiSettings(heatmap_span=6.0), path)
+    assert load_ai_settings(path).heatmap_span == 6.0
+    path.write_text(json.dumps({"heatmap_span": -3}))
+    assert load_ai_settings(path).heatmap_span == 0.0
+    assert AiSettings().cam_span == 24.0 and AiSettings(heatmap_span=6.0).cam_span == 6.0

@@ -453,7 +453,9 @@ def test_bad_input_is_listed_and_the_rest_opens(qtbot, window, pydicom_data_file
     wait_idle(qtbot, window)
     assert window.active_view().decoded is not None  # the app is still usable
     rows = [window.problems_panel.list.item(r).text() for r in range(window.problems_panel.list.count())]
-    assert any(r.startswith("not_dicom.dcm: ") for r in rows)
+    # the full path, not a bare name that does not say which "not_dicom.dcm" it was
+    assert any(r.startswith(f"{folder / 'not_dicom.dcm'}: ") for r in rows)
+    assert not any(r.startswith("not_dicom.dcm") for r in rows)
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="FIFOs are POSIX")

@@ -337,15 +337,37 @@ def test_cam_is_hot_where_the_bright_structure_is(engine):
     assert heat[:96, 160:].mean() > heat[160:, :96].mean() + 1.0
 
 
-def test_absolute_scale_keeps_a_normal_image_dark_where_minmax_does_not(engine):
+def test_every_scale_keeps_a_normal_image_dark(engine):
+    """Below the gate nothing is drawn, in the absolute scale and in the per-image (minmax) one:
+    a chest with fracture p = 0.02 must not light up because its own maximum is stretched."""
     dark = np.full((256, 256), 10, np.uint8)
     dark[100:110, 100:110] = 40  # faint texture, no bright structure
     r = engine.predict(dark).get("hardware")
     assert r.probability < r.possible
+    assert float(r.cam.max()) > float(r.cam.min())  # there is a maximum that minmax used to paint
     absolute = cam_mod.CamDisplay().intensity(r.cam, r.probability, r.possible)
     minmax = cam_mod.CamDisplay(mode="minmax").intensity(r.cam, r.probability, r.possible)
     assert absolute.max() == 0.0
-    assert minmax.max() == pytest.approx(1.0)
+    assert minmax.max() == 0.0
+
+
+def test_minmax_stretches_only_the_evidence_above_the_gate():
+    local = np.array([[-3.0, 0.0], [1.0, 3.0]], np.float32)
+    minmax = cam_mod.CamDisplay(mode="minmax", image_gate=False)
+    # gate p 0.5 = logit 0: below it transparent, the image's maximum at the top of the scale
+    np.testing.assert_allclose(minmax.intensity(local, 0.9, 0.5), [[0, 0], [1 / 3, 1]], atol=1e-6)
+    low, high = minmax.scale_probabilities(local, 0.5)
+    assert low == 0.5 and high == pytest.approx(1 / (1 + np.exp(-3.0)))
+    assert minmax.scale_labels(0.5, local) == ("p 0.5", "p 0.953 (image max)")
+    assert cam_mod.CamDisplay(mode="minmax").intensity(local, 0.4, 0.5).max() == 0  # image below the gate
+    assert cam_mod.CamDisplay(mode="minmax", image_gate=False).intensity(local - 5, 0.9, 0.5).max() == 0
+
+
+def test_colour_bar_ends_are_probabilities_not_logits():
+    display = cam_mod.CamDisplay(span_logits=4.0)
+    low, high = display.scale_labels(0.31)
+    assert low == "p 0.31" and high == f"p {1 / (1 + np.exp(-(np.log(0.31 / 0.69) + 4))):.3f}"
+    assert "logit" not in low + high
 
 
 def test_absolute_scale_is_shared_across_images():

@@ -1,10 +1,21 @@
 """The AI panel: what the classifiers think of the image shown, and where they looked.
 
-A right-hand dock listing each applicable label with its probability, operating-point tier,
-model name and version; the provider that ran; a research-use notice; errors in words. Clicking
-a label shows its heatmap over the radiograph (:mod:`radreview.gui.heatmap_overlay`). Inference
-runs by itself in a worker (:mod:`radreview.gui.inference_worker`) whenever the main window
-shows another image. ``install_ai_panel(window)`` wires all of it into a main window.
+A right-hand dock. At the top, in one line each: the image's verdict (positive / doubt /
+negative / outside scope, as commercial fracture AI shows it), the study's verdict over the views
+predicted so far, the image's region line and each model's scope verdict ("no scope check" for a
+model without one). Below, a table of the findings with probability, tier and cut-offs; the
+provider that ran; a research-use notice; errors in words. Clicking a finding shows its heatmap
+over the radiograph (:mod:`radreview.gui.heatmap_overlay`), with a colour bar in probability.
+
+Every word and number the panel shows about the AI comes from
+:mod:`radreview.inference.presentation`, the same functions the reading window and the exports
+use. An image outside a model's scope shows its ``OUT_OF_SCOPE_MESSAGE``, no tier and no heatmap;
+"Show findings anyway" reveals them, each marked "outside scope" (the heatmap too).
+
+Inference runs by itself in a worker (:mod:`radreview.gui.inference_worker`) whenever the main
+window shows another image; everything of the previous image is cleared at once, and a result
+that arrives for an image no longer shown is dropped. ``install_ai_panel(window)`` wires all of
+it into a main window.
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ import logging
 import time
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
-from PySide6.QtGui import QAction, QColor, QKeySequence
+from PySide6.QtGui import QAction, QColor, QFont, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -39,29 +50,38 @@ from PySide6.QtWidgets import (
 
 from radreview import RESEARCH_USE_NOTICE
 from radreview.gui.ai_settings import CAM_METHODS, GATES, AiSettings, load_ai_settings, save_ai_settings
-from radreview.gui.heatmap_overlay import ColorBar, HeatmapOverlay, heatmap_intensity
+from radreview.gui.heatmap_overlay import ColorBar, HeatmapOverlay, heatmap_layer
 from radreview.gui.inference_worker import AiController, EngineState, image_key
 from radreview.inference.aggregate import aggregate_studies
-from radreview.inference.cam import COLOR_MAPS, CamDisplay, gate_probability
-from radreview.inference.engine import REGION_TASK, ImageResult, LabelResult
+from radreview.inference.cam import COLOR_MAPS
+from radreview.inference.engine import ImageResult, LabelResult
+from radreview.inference.presentation import (
+    NO_HEATMAP,
+    Finding,
+    HeatmapLegend,
+    ImagePresentation,
+    legend_lines,
+    present_heatmap,
+    present_image,
+    study_line,
+)
 from radreview.inference.sessions import PROVIDER_CHOICES, available_providers
 
 log = logging.getLogger(__name__)
-TIER_COLOURS = {"likely": "#d9534f", "possible": "#f0ad4e", "below": "#5cb85c", "": "#888888"}
+TIER_COLOURS = {"likely": "#d9534f", "possible": "#f0ad4e", "below": "#5cb85c", "": "#888888",
+                "out_of_scope": "#888888"}
+VERDICT_COLOURS = {"positive": "#d9534f", "doubt": "#f0ad4e", "negative": "#5cb85c",
+                   "out_of_scope": "#b8860b", "none": "#888888"}
 OPACITY_STEP = 0.1
-
-
-def format_probability(p: float) -> str:
-    """Two decimals, without rounding a near-certainty to a certainty ("> 0.99", "< 0.01")."""
-    if p > 0.99:
-        return "> 0.99"
-    if p < 0.01:
-        return "< 0.01"
-    return f"{p:.2f}"
+# The model and version of each finding are in its tooltip and the status line: a fifth column
+# would push the cut-offs out of the dock.
+COLUMNS = ("Finding", "Probability", "Tier", "Cut-offs")
+REVEAL_TEXT = "Show findings anyway"
+HIDE_TEXT = "Hide out-of-scope findings"
 
 
 class AiPanel(QWidget):
-    """Signals: ``results_shown(ImageResult)`` once the table and heatmap are filled."""
+    """Signals: ``results_shown(ImageResult)`` once the lines, table and heatmap are filled."""
 
     results_shown = Signal(object)
 
@@ -74,11 +94,15 @@ class AiPanel(QWidget):
         self.overlay = HeatmapOverlay(self.settings.colormap, self.settings.opacity)
         self.overlay.set_enabled(self.settings.show_heatmap)
         self.result: ImageResult | None = None
+        self.presentation: ImagePresentation | None = None
+        self.legend: HeatmapLegend = NO_HEATMAP  # the heatmap shown (or why none is)
+        self.revealed = False  # the reader asked to see the findings of an out-of-scope image
         self.selected: str | None = None  # "model/label" whose heatmap is shown
         self.state: EngineState | None = None
         self._key: tuple | None = None
         self._decoded = None
-        self._study_of: dict[tuple, str] = {}  # image key -> study UID, for study-level means
+        self._study_of: dict[tuple, str] = {}  # image key -> study UID, for study-level verdicts
+        self.dropped_results = 0  # results that arrived for an image no longer shown
         self.shown_at = 0.0  # perf_counter when the image was shown, for latency figures
         self.filled_at = 0.0
         self._build()
@@ -94,6 +118,27 @@ class AiPanel(QWidget):
         notice = QLabel(RESEARCH_USE_NOTICE, self)
         notice.setWordWrap(True)
         notice.setStyleSheet("color: #b8860b; font-weight: bold;")
+        self.verdict_label = QLabel("", self)
+        self.verdict_label.setWordWrap(True)
+        font = QFont(self.verdict_label.font())
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 1.15)
+        self.verdict_label.setFont(font)
+        self.reveal_button = QPushButton(REVEAL_TEXT, self)
+        self.reveal_button.setCheckable(True)
+        self.reveal_button.setToolTip("The models call this image outside what they were trained on: their "
+                                      "findings are not answers. Show them anyway, each marked \"outside scope\".")
+        self.reveal_button.toggled.connect(self.set_revealed)
+        self.reveal_button.hide()
+        self.study_label = QLabel("", self)
+        self.study_label.setWordWrap(True)
+        self.study_label.setToolTip("The study's verdict from the mean of its views' probabilities "
+                                    "(views outside a model's scope left out), over the views predicted so far")
+        self.region_label = QLabel("", self)
+        self.region_label.setWordWrap(True)
+        self.scope_label = QLabel("", self)
+        self.scope_label.setWordWrap(True)
+        self.scope_label.setStyleSheet("color: #888; font-size: 11px;")
         self.busy = QProgressBar(self)
         self.busy.setRange(0, 0)  # indeterminate
         self.busy.setMaximumHeight(8)
@@ -105,22 +150,21 @@ class AiPanel(QWidget):
         self.error.setWordWrap(True)
         self.error.setStyleSheet("color: #d9534f;")
         self.error.hide()
-        self.study_label = QLabel("", self)
-        self.study_label.setWordWrap(True)
-        self.study_label.setToolTip("Study-level result: the mean of the per-view probabilities "
-                                    "over the views of this study predicted so far")
 
-        self.table = QTableWidget(0, 4, self)
-        self.table.setHorizontalHeaderLabels(["Finding", "Probability", "Tier", "Model"])
+        self.table = QTableWidget(0, len(COLUMNS), self)
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
         header = self.table.horizontalHeader()
-        for column in (0, 1, 2):  # the finding, its probability and tier always readable
+        for column in range(len(COLUMNS) - 1):  # finding, probability and tier always readable
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)  # the model name elides
-        self.table.setWordWrap(False)
+        # the cut-offs (or why there are none) take the rest of the width and wrap: visible, not a tooltip
+        header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
+        self.table.setWordWrap(True)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
 
         self.heatmap_box = QCheckBox("Heatmap (H)", self)
@@ -140,22 +184,26 @@ class AiPanel(QWidget):
         self.gate_combo = QComboBox(self)
         self.gate_combo.addItems(GATES)
         self.gate_combo.setCurrentText(self.settings.gate)
-        self.gate_combo.setToolTip("Show heat only above this operating point")
+        self.gate_combo.setToolTip("Show heat only above this cut-off (every scale; a label without reliable "
+                                   "cut-offs is gated at p 0.5)")
         self.gate_combo.currentTextChanged.connect(lambda g: self._change("gate", g))
         self.scale_combo = QComboBox(self)
         self.scale_combo.addItems(["absolute", "minmax"])
         self.scale_combo.setCurrentText(self.settings.cam_scale)
-        self.scale_combo.setToolTip("absolute: one logit scale for every image (honest); "
-                                    "minmax: stretched per image (always shows a hot spot)")
+        self.scale_combo.setToolTip("absolute: one scale for every image, from the cut-off up (honest); "
+                                    "minmax: from the cut-off up to this image's strongest evidence")
         self.scale_combo.currentTextChanged.connect(lambda s: self._change("cam_scale", s))
         self.span_spin = QDoubleSpinBox(self)
-        self.span_spin.setRange(0.5, 200.0)
-        self.span_spin.setSingleStep(2.0)
+        self.span_spin.setRange(0.0, 200.0)
+        self.span_spin.setDecimals(1)
+        self.span_spin.setSingleStep(1.0)
+        self.span_spin.setSpecialValueText("auto")
         self.span_spin.setSuffix(" logits")
-        self.span_spin.setValue(self.settings.cam_span)
-        self.span_spin.setToolTip("Absolute scale: local logits from the threshold to threshold + span fill the "
-                                  "colour bar, the same for every image")
-        self.span_spin.valueChanged.connect(lambda v: self._change("cam_span", float(v)))
+        self.span_spin.setValue(self.settings.heatmap_span)
+        self.span_spin.setToolTip("Absolute scale: how much evidence above the cut-off fills the colour bar, the "
+                                  "same for every image. auto (0) = the model card's span, else 24 logits; the "
+                                  "colour bar shows the probability its top stands for")
+        self.span_spin.valueChanged.connect(lambda v: self._change("heatmap_span", float(v)))
         self.color_bar = ColorBar(self)
 
         self.run_button = QPushButton("Run", self)
@@ -170,7 +218,13 @@ class AiPanel(QWidget):
         controls.addRow("Colour map", self.colormap_combo)
         controls.addRow("Threshold", self.gate_combo)
         controls.addRow("Scale", self.scale_combo)
-        controls.addRow("Span", self.span_spin)
+        self.span_label = QLabel("", self)
+        self.span_label.setStyleSheet("color: #888; font-size: 10px;")
+        self.span_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        span_row = QHBoxLayout()
+        span_row.addWidget(self.span_spin)
+        span_row.addWidget(self.span_label, 1)
+        controls.addRow("Span", span_row)
         controls.addRow(self.color_bar)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
@@ -179,18 +233,25 @@ class AiPanel(QWidget):
 
         # Text that changes with every image must never widen the dock: a wider dock narrows the
         # image pane, which refits the radiograph under the reader's eyes.
-        for label in (notice, self.status, self.error, self.study_label, self.heatmap_label):
+        for label in (notice, self.verdict_label, self.study_label, self.region_label, self.scope_label,
+                      self.status, self.error, self.heatmap_label):
             label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         layout = QVBoxLayout(self)
         layout.addWidget(notice)
+        layout.addWidget(self.verdict_label)
+        layout.addWidget(self.reveal_button)
+        layout.addWidget(self.study_label)
+        layout.addWidget(self.region_label)
+        layout.addWidget(self.scope_label)
         layout.addWidget(self.busy)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(controls)
         layout.addWidget(self.status)
         layout.addWidget(self.error)
-        layout.addWidget(self.table, 1)
-        layout.addWidget(self.study_label)
-        layout.addLayout(controls)
         layout.addLayout(buttons)
-        self._update_color_bar()
+        for label in (self.verdict_label, self.study_label, self.region_label, self.scope_label):
+            _set_line(label, "")
+        self._show_legend(NO_HEATMAP)
 
     # -- models ----------------------------------------------------------------------------
     def reload_models(self) -> None:
@@ -200,10 +261,13 @@ class AiPanel(QWidget):
         self.controller.load_models(st.model_dirs(), st.provider, st.backend, st.checkpoint, st.cam_method)
 
     def _model_problems(self) -> str:
-        """Models that were refused and provider fallbacks: shown until the models change."""
+        """Models that were refused, card notes (e.g. unusable scope statistics) and provider
+        fallbacks: shown until the models change."""
         if self.state is None:
             return ""
-        return "\n".join([str(p) for p in self.state.problems] + self.state.engine.provider_notes)
+        notes = [f"{_model_path(m)}: {note}" for m in getattr(self.state.engine, "models", ())
+                 for note in getattr(m.card, "notes", ())]
+        return "\n".join([str(p) for p in self.state.problems] + notes + self.state.engine.provider_notes)
 
     def _on_models_loaded(self, state: EngineState) -> None:
         self.state = state
@@ -218,12 +282,10 @@ class AiPanel(QWidget):
 
     # -- images ----------------------------------------------------------------------------
     def on_image_changed(self, entry, decoded) -> None:
-        """The main window shows another image (or none): predict it, forget the last one."""
+        """The main window shows another image (or none, or is loading one): forget everything
+        of the last one at once, then predict the new one."""
         self.shown_at = time.perf_counter()
-        self.result = None
-        self.table.setRowCount(0)
-        self.overlay.clear()
-        self._show_error(self._model_problems())
+        self.clear_image()
         if decoded is None:
             self._key = self._decoded = None
             self.controller.cancel()
@@ -235,6 +297,24 @@ class AiPanel(QWidget):
         else:
             self.controller.cancel()
 
+    def clear_image(self) -> None:
+        """Nothing of an image stays: verdict, study, region and scope lines, table, heatmap."""
+        self.result = None
+        self.presentation = None
+        self.revealed = False
+        self.reveal_button.blockSignals(True)
+        self.reveal_button.setChecked(False)
+        self.reveal_button.setText(REVEAL_TEXT)
+        self.reveal_button.blockSignals(False)
+        self.reveal_button.hide()
+        for label in (self.verdict_label, self.study_label, self.region_label, self.scope_label):
+            _set_line(label, "")
+        self.table.blockSignals(True)
+        self.table.setRowCount(0)
+        self.table.blockSignals(False)
+        self._clear_heatmap()
+        self._show_error(self._model_problems())
+
     def run_now(self) -> None:
         if self._decoded is not None:
             self.controller.request(self._key, self._decoded)
@@ -243,73 +323,96 @@ class AiPanel(QWidget):
         self.busy.setVisible(busy)
 
     def _on_failed(self, key: tuple, message: str) -> None:
-        if key == self._key:
-            problems = self._model_problems()
-            self._show_error(f"The classifiers could not run on this image: {message}" + (f"\n{problems}" if problems else ""))
+        if key != self._key:
+            self.dropped_results += 1
+            return
+        problems = self._model_problems()
+        self._show_error(f"The classifiers could not run on this image: {message}" + (f"\n{problems}" if problems else ""))
 
     def _show_error(self, text: str) -> None:
         self.error.setText(text)
         self.error.setVisible(bool(text))
 
     def _on_result(self, key: tuple, result: ImageResult) -> None:
-        if key != self._key:
+        if key != self._key:  # for an image no longer shown: never drawn
+            self.dropped_results += 1
             return
         self.result = result
-        # findings first (what the reader came for), then the region link of the chain
-        rows = sorted(result.labels, key=lambda r: (r.task == REGION_TASK, r.task, -r.probability))
-        self.table.blockSignals(True)
-        self.table.setRowCount(len(rows))
-        for row, label in enumerate(rows):
-            self._fill_row(row, label)
-        wanted = self.selected if any(r.key == self.selected for r in rows) else self._default_label(rows)
-        for row, label in enumerate(rows):
-            if label.key == wanted:
-                self.table.selectRow(row)
-        self.table.blockSignals(False)
-        self.selected = wanted
-        regions = ", ".join(result.regions) or "—"
-        provider = "+".join(result.providers) or "?"
-        engine_text = self.status.text().split("\n")[0] if self.status.text() else ""
-        self.status.setText(f"{engine_text}\nProvider: {provider} · region: {regions}")
-        self._show_heatmap()
+        self.presentation = present_image(result)
+        self._fill()
         self.filled_at = time.perf_counter()
         self._show_study(key)
         if result.errors:  # a model that failed on this image: the others' answers stand, its failure is said
             self._show_error("\n".join([*result.errors.values(), self._model_problems()]).strip())
         self.results_shown.emit(result)
 
+    def _fill(self) -> None:
+        shown = self.presentation
+        if shown is None:
+            return
+        _set_line(self.verdict_label, shown.verdict_text)
+        self.verdict_label.setStyleSheet(f"color: {VERDICT_COLOURS.get(shown.verdict, '#888888')};")
+        hidden = [f for f in shown.findings if not f.shown]
+        self.reveal_button.setVisible(bool(hidden))
+        _set_line(self.region_label, shown.region_line)
+        _set_line(self.scope_label, "\n".join(s.text for s in shown.scopes))
+        self.scope_label.setToolTip(shown.scope_text)
+        rows = self.rows_shown()
+        self.table.blockSignals(True)
+        self.table.setRowCount(len(rows))
+        for row, finding in enumerate(rows):
+            self._fill_row(row, finding)
+        keys = [f.key for f in rows]
+        wanted = self.selected if self.selected in keys else (keys[0] if keys else None)
+        self.table.clearSelection()
+        if wanted is not None:
+            self.table.selectRow(keys.index(wanted))
+        self.table.blockSignals(False)
+        self.selected = wanted
+        self._show_heatmap()
+
+    def rows_shown(self) -> tuple[Finding, ...]:
+        """The findings in the table: those shown as answers, and the out-of-scope ones once revealed."""
+        if self.presentation is None:
+            return ()
+        return self.presentation.findings if self.revealed else self.presentation.shown_findings
+
+    def set_revealed(self, on: bool) -> None:
+        """Show (or hide again) the findings of a model that calls the image outside its scope."""
+        self.revealed = bool(on)
+        if self.reveal_button.isChecked() != self.revealed:
+            self.reveal_button.blockSignals(True)
+            self.reveal_button.setChecked(self.revealed)
+            self.reveal_button.blockSignals(False)
+        self.reveal_button.setText(HIDE_TEXT if self.revealed else REVEAL_TEXT)
+        self._fill()
+
     def _show_study(self, key: tuple) -> None:
-        """The mean over this study's predicted views (as MURA/LERA scored studies), once there are two."""
+        """The study's verdict over its views predicted so far (the mean per label, as MURA/LERA scored studies)."""
         study = self._study_of.get(key, "")
         signature = self.state.signature if self.state else ()
         views = [result for (image, sig), result in self.controller.cache.items()
                  if sig == signature and study and self._study_of.get(image) == study]
-        if len(views) < 2:
-            self.study_label.setText("")
-            return
-        rows = [r for r in aggregate_studies((study, v) for v in views) if r.task != REGION_TASK]
-        parts = [f"{r.label} {r.probability:.2f}" + (f" ({r.tier})" if r.tier else "") for r in rows]
-        self.study_label.setText(f"Study, mean of {len(views)} views: " + "; ".join(parts))
+        _set_line(self.study_label, study_line(aggregate_studies((study, v) for v in views)) if views else "")
 
-    @staticmethod
-    def _default_label(rows: list[LabelResult]) -> str | None:
-        findings = [r for r in rows if r.task != REGION_TASK] or rows
-        return max(findings, key=lambda r: r.probability).key if findings else None
-
-    def _fill_row(self, row: int, label: LabelResult) -> None:
-        name = QTableWidgetItem(label.display_name)
-        name.setData(Qt.ItemDataRole.UserRole, label.key)
-        name.setToolTip(f"{label.label} ({label.task})")
-        probability = QTableWidgetItem(format_probability(label.probability))
-        probability.setToolTip(f"p = {label.probability:.6f}, logit {label.logit:+.2f}")
+    def _fill_row(self, row: int, finding: Finding) -> None:
+        line = finding.line(self.revealed)
+        name = QTableWidgetItem(finding.display_name)
+        name.setData(Qt.ItemDataRole.UserRole, finding.key)
+        name.setToolTip(f"{line}\n{finding.model} {finding.version} ({finding.task})")
+        probability = QTableWidgetItem(finding.probability_text)
         probability.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        tier = QTableWidgetItem(label.tier or "—")
-        tier.setForeground(QColor(TIER_COLOURS.get(label.tier, "#888888")))
-        if label.possible is not None:
-            tier.setToolTip(f"possible ≥ {label.possible:.2f}, likely ≥ {label.likely:.2f}")
-        model = QTableWidgetItem(f"{label.model} {label.version}")
-        model.setToolTip(f"{label.model} {label.version} ({label.task})")
-        for column, item in enumerate((name, probability, tier, model)):
+        tier = QTableWidgetItem(finding.revealed_tier_text if self.revealed else finding.tier_text)
+        tier.setForeground(QColor(TIER_COLOURS.get(finding.tier, "#888888")))
+        cutoffs = QTableWidgetItem(finding.cutoffs_text)
+        if finding.note:  # no tier: the reason takes the tier's place
+            cutoffs.setForeground(QColor(TIER_COLOURS[""]))
+        items = (name, probability, tier, cutoffs)
+        for column, item in enumerate(items):
+            if column:
+                item.setToolTip(f"{line}\n{finding.model} {finding.version}")
+            if not finding.shown:  # revealed, not an answer: marked in every cell
+                item.setFont(_italic(item.font()))
             self.table.setItem(row, column, item)
 
     def _on_row_selected(self) -> None:
@@ -331,37 +434,69 @@ class AiPanel(QWidget):
             return None
         return next((r for r in self.result.labels if r.key == self.selected), None)
 
+    def table_rows(self) -> list[tuple[str, ...]]:
+        """The table's text, row by row (for tests and the exported legend's checks)."""
+        return [tuple(self.table.item(r, c).text() for c in range(self.table.columnCount()))
+                for r in range(self.table.rowCount())]
+
     # -- heatmap ---------------------------------------------------------------------------
     def attach_view(self, view) -> None:
+        if view is not self.overlay.view and self.overlay.view is not None:
+            self.overlay.view.set_overlay_note("")
         self.overlay.attach(view)
+
+    def _clear_heatmap(self) -> None:
+        self.overlay.clear()
+        if self.overlay.view is not None:
+            self.overlay.view.set_overlay_note("")
+        self._show_legend(NO_HEATMAP)
+
+    def heatmap_legend(self, label: LabelResult | None = None) -> HeatmapLegend:
+        """The presentation of ``label``'s heatmap (default: the selected one) under the panel's settings."""
+        label = label if label is not None else self.selected_result()
+        st = self.settings
+        return present_heatmap(label, st.cam_scale, st.gate, st.heatmap_span, self.revealed)
 
     def _show_heatmap(self) -> None:
         label = self.selected_result()
+        legend = self.heatmap_legend(label)
         if label is None or label.geometry is None:
+            self._clear_heatmap()
+            return
+        if not legend.drawn:
             self.overlay.clear()
-            self.heatmap_label.setText("")
+            if self.overlay.view is not None:
+                self.overlay.view.set_overlay_note("")
+            self._show_legend(legend)
             return
         try:
-            intensity = heatmap_intensity(label, self.settings.cam_scale, self.settings.gate,
-                                          span=self.settings.cam_span)
+            intensity = heatmap_layer(label, legend)
         except ValueError as exc:
-            self.overlay.clear()
+            self._clear_heatmap()
             self._show_error(str(exc))
             return
         self.overlay.set_map(intensity, label.geometry.rows, label.geometry.cols)
-        empty = " (nothing above the threshold)" if intensity.max() == 0 else ""
-        self.heatmap_label.setText(f"{label.display_name}{empty}")
-        self._update_color_bar()
+        if self.overlay.view is not None:
+            self.overlay.view.set_overlay_note(f"Heatmap: {legend.title}" if legend.out_of_scope else "")
+        self._show_legend(legend)
 
-    def _update_color_bar(self) -> None:
-        label = self.selected_result()
-        if label is not None and label.cam_units == "relative":
-            self.color_bar.set_colormap(self.settings.colormap, "relative (per image)", "image max")
-            return
-        gate = gate_probability(label, self.settings.gate) if label else 0.5
-        low, high = CamDisplay(mode=self.settings.cam_scale, gate=gate,  # type: ignore[arg-type]
-                               span_logits=self.settings.cam_span).scale_labels()
-        self.color_bar.set_colormap(self.settings.colormap, low, high)
+    def _show_legend(self, legend: HeatmapLegend) -> None:
+        self.legend = legend
+        text = legend.title + (f" — {legend.note}" if legend.note and legend.title else legend.note)
+        self.heatmap_label.setText(text)
+        self.heatmap_label.setStyleSheet("color: #b8860b;" if legend.out_of_scope else "")
+        self.span_label.setText(legend.span_text if legend.key and legend.mode == "absolute" else "")
+        self.color_bar.set_colormap(self.settings.colormap, legend.low_text, legend.high_text)
+
+    def export_legend(self) -> tuple[list[str], HeatmapLegend]:
+        """The lines an exported view carries (verdict, study, region, scope, findings, heatmap,
+        notice) and the heatmap whose colour bar it draws."""
+        shown = self.presentation if self.presentation is not None else present_image(None)
+        models = ""
+        if self.state is not None and self.state.engine.models:
+            models = "Models: " + ", ".join(f"{m.card.name} {m.card.version}" for m in self.state.engine.models)
+        legend = self.legend if self.overlay.is_shown() or not self.legend.drawn else NO_HEATMAP
+        return legend_lines(shown, legend, self.revealed, self.study_label.text(), models), legend
 
     def set_heatmap_visible(self, on: bool) -> None:
         self.overlay.set_enabled(on)
@@ -387,7 +522,7 @@ class AiPanel(QWidget):
         if self.colormap_combo.currentText() != name:
             self.colormap_combo.setCurrentText(name)
         self._change("colormap", name, redraw=False)
-        self._update_color_bar()
+        self._show_legend(self.legend)
 
     def _change(self, field_name: str, value, redraw: bool = True) -> None:
         setattr(self.settings, field_name, value)
@@ -395,7 +530,6 @@ class AiPanel(QWidget):
             save_ai_settings(self.settings)
         if redraw:
             self._show_heatmap()
-            self._update_color_bar()
 
     # -- settings dialog -------------------------------------------------------------------
     def open_settings(self) -> AiSettingsDialog:
@@ -416,6 +550,7 @@ class AiPanel(QWidget):
         self.set_colormap(new.colormap)
         self.run_button.setEnabled(True)
         if reload:
+            self.clear_image()  # results of the old models are not this set's answers
             self.reload_models()
             if self._decoded is not None and new.auto_run:
                 self.controller.request(self._key, self._decoded)
@@ -423,6 +558,24 @@ class AiPanel(QWidget):
     def shutdown(self) -> None:
         self.controller.shutdown()
         self.overlay.detach()
+
+
+def _set_line(label: QLabel, text: str) -> None:
+    """A line of the panel's head: hidden when empty, so the lines below do not float."""
+    label.setText(text)
+    label.setVisible(bool(text))
+
+
+def _model_path(model) -> str:
+    """The file a loaded model came from (ONNX: ``model.file.path``; torch back end: ``model.path``)."""
+    file = getattr(model, "file", None)
+    return str(getattr(file, "path", None) or getattr(model, "path", None) or model.card.name)
+
+
+def _italic(font: QFont) -> QFont:
+    font = QFont(font)
+    font.setItalic(True)
+    return font
 
 
 class AiSettingsDialog(QDialog):
@@ -517,7 +670,7 @@ def install_ai_panel(window, settings: AiSettings | None = None, save_settings: 
     panel = AiPanel(settings, window, save_settings=save_settings)
     dock = QDockWidget("AI", window)
     dock.setObjectName("ai_dock")
-    dock.setMinimumWidth(360)
+    dock.setMinimumWidth(400)  # the findings with their cut-offs stay readable
     dock.setWidget(panel)
     window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
     window.ai_panel = panel

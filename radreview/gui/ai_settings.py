@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from radreview.gui.settings import config_dir, read_settings_file, typed_fields, write_settings_file
-from radreview.inference.cam import COLOR_MAPS
+from radreview.inference.cam import COLOR_MAPS, DEFAULT_SPAN_LOGITS
 from radreview.inference.sessions import PROVIDER_CHOICES
 
 AI_SETTINGS_FILE = "ai_settings.json"
@@ -30,11 +30,21 @@ class AiSettings:
     auto_run: bool = True
     show_heatmap: bool = True
     cam_scale: str = "absolute"  # or "minmax" (per image, misleading on normal studies)
-    cam_span: float = 24.0  # logits above the gate that the colour bar covers (absolute scale)
+    # Local logits above the gate that the colour bar covers (absolute scale); 0 = the model
+    # card's span (``cam.span_logits``, fitted on its validation positives), else the default.
+    # (Named anew: files of older versions saved their default, 24, as "cam_span".)
+    heatmap_span: float = 0.0
     gate: str = "likely"  # the operating point that gates the heatmap (high specificity by default)
     backend: str = "onnx"  # or "torch": a .pt checkpoint with a Grad-CAM method ([train] extra)
     checkpoint: str = ""
     cam_method: str = "gradcam"
+
+    @property
+    def cam_span(self) -> float:
+        """The span set by the user, else the default (older callers; new ones pass
+        ``heatmap_span`` to :func:`radreview.inference.presentation.present_heatmap`, which
+        falls back to the model card's span)."""
+        return self.heatmap_span if self.heatmap_span > 0 else DEFAULT_SPAN_LOGITS
 
     def model_dirs(self) -> list[Path] | None:
         return [Path(self.models_dir)] if self.models_dir else None
@@ -59,7 +69,8 @@ def _valid(settings: AiSettings) -> AiSettings:
     if settings.cam_method not in CAM_METHODS:
         settings.cam_method = defaults.cam_method
     settings.opacity = min(1.0, max(0.0, float(settings.opacity)))
-    settings.cam_span = min(200.0, max(0.5, float(settings.cam_span)))
+    span = float(settings.heatmap_span)
+    settings.heatmap_span = 0.0 if not span > 0 else min(200.0, max(0.5, span))
     return settings
 
 

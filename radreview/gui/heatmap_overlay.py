@@ -16,25 +16,32 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from radreview.inference.cam import DEFAULT_SPAN_LOGITS, CamDisplay, colormap_lut, gate_probability, rgba_lut
+from radreview.inference.cam import colormap_lut, rgba_lut
 from radreview.inference.engine import LabelResult
 from radreview.inference.preprocess import cam_to_image, display_shape
+from radreview.inference.presentation import HeatmapLegend, present_heatmap
 
 MAX_OVERLAY_SIDE = 512  # the CAM is coarse (1/32 of the input); more pixels only cost time
 
 
 def heatmap_intensity(label: LabelResult, scale: str = "absolute", gate: str = "likely",
-                      max_side: int = MAX_OVERLAY_SIDE, span: float = DEFAULT_SPAN_LOGITS) -> np.ndarray:
-    """float32 0..1 [rows', cols'] over the whole image (same aspect, at most ``max_side``)."""
+                      max_side: int = MAX_OVERLAY_SIDE, span: float | None = None,
+                      revealed: bool = False) -> np.ndarray:
+    """float32 0..1 [rows', cols'] over the whole image (same aspect, at most ``max_side``).
+
+    What may be drawn is decided by :func:`radreview.inference.presentation.present_heatmap`:
+    nothing below the gate in any scale, and nothing for an image outside the model's scope
+    unless ``revealed`` (the reader asked to see it).
+    """
+    return heatmap_layer(label, present_heatmap(label, scale, gate, span, revealed), max_side)
+
+
+def heatmap_layer(label: LabelResult, legend: HeatmapLegend, max_side: int = MAX_OVERLAY_SIDE) -> np.ndarray:
+    """The intensities of ``label``'s map as ``legend`` says to draw them (zeros when it says not to)."""
     if label.cam is None or label.geometry is None:
         raise ValueError(f"{label.display_name}: the model gave no activation map")
     shape = display_shape(label.geometry.rows, label.geometry.cols, max_side)
-    local = cam_to_image(label.cam, label.geometry, shape)
-    threshold = gate_probability(label, gate)
-    if label.cam_units == "relative":  # Grad-CAM family: already 0..1 per image, only gate it
-        return np.clip(local, 0.0, 1.0) if label.probability >= threshold else np.zeros_like(local)
-    display = CamDisplay(mode=scale, gate=threshold, span_logits=span)  # type: ignore[arg-type]
-    return display.intensity(local, label.probability)
+    return legend.intensity(cam_to_image(label.cam, label.geometry, shape))
 
 
 class HeatmapOverlay:
@@ -91,7 +98,8 @@ class HeatmapOverlay:
         self.item.setLookupTable(rgba_lut(name))
 
     def is_shown(self) -> bool:
-        return self.enabled and self.has_map and self.item.isVisible() and self.view is not None
+        return (self.enabled and self.has_map and self.item.image is not None and self.item.isVisible()
+                and self.view is not None)
 
     def _update_visibility(self) -> None:
         self.item.setVisible(self.enabled and self.has_map)
@@ -120,6 +128,9 @@ class ColorBar(QWidget):
         layout.addWidget(self.gradient)
         layout.addLayout(ends)
         self._image: QImage | None = None
+
+    def texts(self) -> tuple[str, str]:
+        return self.low.text(), self.high.text()
 
     def set_colormap(self, name: str, low_text: str = "", high_text: str = "") -> None:
         row = np.ascontiguousarray(np.repeat(colormap_lut(name)[None, :, :], 4, axis=0))

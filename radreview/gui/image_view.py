@@ -138,6 +138,9 @@ class ImageView(pg.GraphicsView):
         # Corner annotations as plain labels over the viewport (they do not scale or rotate).
         self._caption = self._corner_label()
         self._info = self._corner_label()
+        # Top right: a warning about what an overlay shows (e.g. a heatmap outside a model's scope).
+        self._overlay_note = self._corner_label()
+        self._overlay_note.setStyleSheet("color: #ffd27f; background: rgba(90,40,0,170); padding: 2px 4px;")
         self._message = QLabel(self)
         self._message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._message.setWordWrap(True)
@@ -175,8 +178,11 @@ class ImageView(pg.GraphicsView):
         self.window = None
         self.clear_rulers()
         self.image_item.clear()
+        for overlay in self.overlays:  # an empty pane shows nothing of the image it held
+            overlay.clear()
         self._caption.setText("")
         self._info.setText("")
+        self._overlay_note.setText("")
         self.show_message(message)
         self.display_changed.emit()
 
@@ -367,6 +373,14 @@ class ImageView(pg.GraphicsView):
         item.setZValue(z)
         self.overlays.append(item)
 
+    def set_overlay_note(self, text: str) -> None:
+        """A warning about the overlay shown in the top-right corner ("" hides it)."""
+        self._overlay_note.setText(text)
+        self._place_labels()
+
+    def overlay_note(self) -> str:
+        return self._overlay_note.text()
+
     def remove_overlay(self, item: pg.ImageItem) -> None:
         if item in self.overlays:
             self.overlays.remove(item)
@@ -463,6 +477,11 @@ class ImageView(pg.GraphicsView):
     def _on_mouse_moved(self, scene_pos: QPointF) -> None:
         self.cursor_moved.emit(self.pixel_text(scene_pos))
 
+    def leaveEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        # The cursor left the pane: a pixel value must not stay in the status bar as if current.
+        self.cursor_moved.emit("")
+        super().leaveEvent(event)
+
     # ----- captions ----------------------------------------------------------------------------
     def window_text(self) -> str:
         if self.decoded is None:
@@ -498,10 +517,11 @@ class ImageView(pg.GraphicsView):
         return label
 
     def _place_labels(self) -> None:
-        for label in (self._caption, self._info):
+        for label in (self._caption, self._info, self._overlay_note):
             label.adjustSize()
             label.setVisible(bool(label.text()))
         self._caption.move(6, 6)
+        self._overlay_note.move(max(6, self.width() - self._overlay_note.width() - 6), 6)
         self._info.move(6, max(6, self.height() - self._info.height() - 6))
         self._message.setGeometry(20, 0, max(0, self.width() - 40), self.height())
 
@@ -515,12 +535,16 @@ class ImageView(pg.GraphicsView):
         self.activated.emit()
         super().mousePressEvent(event)
 
-    def export_png(self, path: str) -> bool:
-        """Save the pane as shown (image, overlays, rulers, captions) as PNG, without the
+    def grab_view(self):
+        """The pane as shown (image, overlays, rulers, captions) as a QPixmap, without the
         highlight that marks the active pane."""
         was_active = self.active
         self.set_active(False)
         try:
-            return self.grab().save(str(path), "PNG")
+            return self.grab()
         finally:
             self.set_active(was_active)
+
+    def export_png(self, path: str) -> bool:
+        """Save the pane as shown as PNG (see :meth:`grab_view`)."""
+        return self.grab_view().save(str(path), "PNG")

@@ -5,7 +5,9 @@ Extension points (for docks added by other parts of radreview, e.g. the AI panel
 - ``current_image_changed(entry, decoded)``: emitted when the image shown in the active pane
   changes (another image, another frame, another active pane). ``entry`` is an
   :class:`~radreview.studies.ImageEntry`, ``decoded`` its :class:`~radreview.studies.DecodedImage`.
-  ``entry`` and ``decoded`` are None when nothing is shown.
+  ``entry`` and ``decoded`` are None when nothing is shown, and also as soon as the active pane
+  starts loading another image: a listener clears what it shows of the previous image then, not
+  when the new one arrives (no patient's data under another patient's "Loading…").
 - :meth:`MainWindow.active_view` returns the active :class:`~radreview.gui.image_view.ImageView`;
   :meth:`MainWindow.views` all visible panes. Put a heatmap over the radiograph with
   ``view.add_overlay(pg.ImageItem(...))``: it is parented to ``view.image_group`` (image-pixel
@@ -448,11 +450,22 @@ class MainWindow(QMainWindow):
             self.export_view_png(path)
 
     def export_view_png(self, path: str | Path) -> bool:
-        """Save the active pane as shown (with overlays and rulers) as a PNG file."""
+        """Save the active pane as shown (with overlays and rulers) as a PNG file, with a legend
+        strip below it: the AI's verdict, scope, findings (probability, tier, cut-offs), the
+        heatmap's colour bar with its probability labels, and the research-use notice."""
+        from radreview.gui.view_export import view_with_legend
+
         path = Path(path)
         if path.suffix.lower() != ".png":
             path = path.with_suffix(".png")
-        ok = self.active_view().export_png(str(path))
+        panel = getattr(self, "ai_panel", None)
+        if panel is not None:
+            lines, heatmap = panel.export_legend()
+            colormap = panel.settings.colormap
+        else:
+            lines, heatmap, colormap = [RESEARCH_USE_NOTICE], None, "jet"
+        image = view_with_legend(self.active_view().grab_view(), lines, heatmap, colormap)
+        ok = image.save(str(path), "PNG")
         if ok:
             self.statusBar().showMessage(f"Exported {path}", 5000)
         else:
@@ -523,6 +536,8 @@ class MainWindow(QMainWindow):
         if not keep_view:
             pane.clear(f"Loading {entry.label}…")
             pane.entry = entry
+        if index == self.grid.active_index:
+            self._forget_active_image()
         task = self.runner.start(
             lambda _progress, _cancel: decode_for_display(entry, frame),
             on_done=lambda result: self._on_decoded(index, token, entry, frame, result, keep_view),
@@ -565,6 +580,13 @@ class MainWindow(QMainWindow):
         if index == self.grid.active_index:
             self._on_active_image_shown()
 
+    def _forget_active_image(self) -> None:
+        """The active pane is about to show another image: header, status bar and the docks that
+        follow the image (the AI panel) drop the previous one now, before the new one arrives."""
+        self.header_panel.show_entry(None)
+        self.cursor_label.setText("")
+        self.current_image_changed.emit(None, None)
+
     def _on_active_image_shown(self) -> None:
         view = self.active_view()
         if view.entry is not None:
@@ -573,6 +595,9 @@ class MainWindow(QMainWindow):
         self._refresh_presets()
         self._sync_checks()
         self._on_display_changed(view)
+        self.cursor_label.setText("")  # the value under the cursor was the previous image's
+        if self.header_panel.entry is not view.entry:
+            self.header_panel.show_entry(None)  # until the new header is read, show none
         # The header is read after the pixels are on screen (it reads the file again).
         QTimer.singleShot(0, lambda e=view.entry: self._update_header(e))
         self.current_image_changed.emit(view.entry, view.decoded)

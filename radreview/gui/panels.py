@@ -142,7 +142,8 @@ class ProblemsPanel(QWidget):
         new = [p for p in problems if (p.path, p.reason) not in known]
         for problem in new:
             self.problems.append(problem)
-            item = QListWidgetItem(f"{problem.path.name}: {problem.reason}")
+            # The full path: a bare name ("exist.dcm: not found") does not say which file it was.
+            item = QListWidgetItem(f"{problem.path}: {problem.reason}")
             item.setToolTip(str(problem))
             self.list.addItem(item)
         if new:

@@ -4,8 +4,12 @@ The exported ``cam`` is in logit units without the bias (``logit = mean(cam) + b
 global-average-pool + linear head). Adding the bias back gives a *local logit*: the evidence for
 the label at that place on the same scale as the image-level logit. Displaying it on one fixed
 scale shared by all images, starting at the label's operating point, is honest: a normal study
-stays dark. Per-image min-max stretching, which paints a hot spot on every image however weak
-the evidence, is available only as an explicit option.
+stays dark. Per-image stretching (``minmax``) is available as an explicit option, and it too
+starts at the gate: it stretches only the evidence above the operating point up to the image's
+strongest, and shows nothing on an image whose probability is below the gate.
+
+A local logit ``z`` reads as a probability ``sigmoid(z)`` on the label's calibrated scale, so the
+colour bar's ends are probabilities (:func:`radreview.inference.presentation.present_heatmap`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,13 @@ GATES = ("likely", "possible", "0.5")
 
 def gate_probability(label, gate: str = "likely") -> float:
     """The probability that gates a label's map: its "likely" (high-specificity, the default:
-    a normal study stays dark) or "possible" (high-sensitivity) operating point, or 0.5."""
+    a normal study stays dark) or "possible" (high-sensitivity) operating point, or 0.5.
+
+    A label whose operating points are unreliable (``tier_note`` set: too few validation cases)
+    is gated at 0.5: a cut-off that is not trusted for a tier is not trusted for a heatmap either
+    (the shipped hardware label's "likely" was p = 0.0034)."""
+    if getattr(label, "tier_note", ""):
+        return 0.5
     if gate == "likely" and getattr(label, "likely", None) is not None:
         return label.likely
     if gate == "possible" and getattr(label, "possible", None) is not None:
@@ -52,34 +62,58 @@ def local_logits(cam: np.ndarray, image_logits: np.ndarray) -> np.ndarray:
 class CamDisplay:
     """How a local-logit map becomes 0..1 intensities for the overlay.
 
-    ``gate``: the probability threshold below which nothing is shown (default: the label's
-    "possible" operating point, or 0.5 when the card has none). ``image_gate``: also hide the
-    whole map when the image-level probability is below the gate.
+    ``gate``: the probability threshold below which nothing is shown (default: the threshold
+    passed to :meth:`intensity`, or 0.5). ``image_gate``: also hide the whole map when the
+    image-level probability is below the gate. Both modes start the colour scale at the gate:
+    ``absolute`` spans ``span_logits`` above it, the same for every image; ``minmax`` spans up to
+    ``top`` (the image's strongest local logit when not given).
     """
 
     mode: Literal["absolute", "minmax"] = "absolute"
     span_logits: float = DEFAULT_SPAN_LOGITS
     gate: float | None = None
     image_gate: bool = True
+    top: float | None = None  # minmax: the local logit at the top of the scale
+
+    def gate_for(self, threshold: float | None = None) -> float:
+        return self.gate if self.gate is not None else (threshold if threshold is not None else 0.5)
 
     def intensity(self, local: np.ndarray, probability: float, threshold: float | None = None) -> np.ndarray:
         """float32 0..1 of the same shape as ``local`` (0 = transparent)."""
         local = np.asarray(local, dtype=np.float32)
-        if self.mode == "minmax":
-            low, high = float(local.min()), float(local.max())
-            return (local - low) / (high - low) if high > low else np.zeros_like(local)
-        gate = self.gate if self.gate is not None else (threshold if threshold is not None else 0.5)
+        gate = self.gate_for(threshold)
         if self.image_gate and probability < gate:
             return np.zeros_like(local)
-        return np.clip((local - logit(gate)) / self.span_logits, 0.0, 1.0)
+        low, high = self.scale_logits(local, threshold)
+        if high <= low:
+            return np.zeros_like(local)
+        return np.clip((local - low) / (high - low), 0.0, 1.0)
 
-    def scale_labels(self, threshold: float | None = None) -> tuple[str, str]:
-        """The colour bar's end labels."""
+    def scale_logits(self, local: np.ndarray | None = None, threshold: float | None = None) -> tuple[float, float]:
+        """The local logits at the bottom and the top of the colour bar."""
+        low = logit(self.gate_for(threshold))
         if self.mode == "minmax":
-            return "image min", "image max"
-        gate = self.gate if self.gate is not None else (threshold if threshold is not None else 0.5)
-        low = logit(gate)
-        return f"p {gate:.2f} (logit {low:+.1f})", f"logit {low + self.span_logits:+.1f}"
+            top = self.top if self.top is not None else (float(np.max(local)) if local is not None and local.size
+                                                         else low)
+            return low, top
+        return low, low + self.span_logits
+
+    def scale_probabilities(self, local: np.ndarray | None = None, threshold: float | None = None) -> tuple[float, float]:
+        """The probabilities (sigmoid of the local logit) at the bottom and top of the colour bar."""
+        return self.gate_for(threshold), sigmoid(self.scale_logits(local, threshold)[1])
+
+    def scale_labels(self, threshold: float | None = None, local: np.ndarray | None = None) -> tuple[str, str]:
+        """The colour bar's end labels, in probability (see :mod:`radreview.inference.presentation`)."""
+        from radreview.inference.presentation import scale_texts  # lazy: presentation imports the engine
+
+        return scale_texts(self, threshold, local)
+
+
+def sigmoid(z: float) -> float:
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
 
 
 @lru_cache(maxsize=16)

@@ -10,6 +10,12 @@ Verdict, per image or study, as commercial fracture AI shows it: *positive* when
 "likely", *doubt* when one is "possible", *negative* when every finding with a tier is below its
 cut-offs, *outside scope* when the models call the image outside what they were trained on, and
 *no AI result* when nothing gives a tier.
+
+Heatmaps read the same way: :func:`present_heatmap` says whether a label's map may be drawn
+(not for an image outside the model's scope unless the reader asked, not below the gate), with
+which colour scale, and labels the colour bar in probability — a local logit ``z`` of the
+label's calibrated scale reads as ``sigmoid(z)`` — never in logits. :func:`legend_lines` is the
+legend an exported view carries.
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from radreview import RESEARCH_USE_NOTICE
+from radreview.inference.cam import DEFAULT_SPAN_LOGITS, CamDisplay, gate_probability, logit
 from radreview.inference.engine import REGION_TASK, ImageResult, LabelResult
 from radreview.inference.scope import ScopeVerdict
 
@@ -89,6 +98,19 @@ class Finding:
     def shown(self) -> bool:
         """Whether a surface shows it as an answer (not when its model calls the image out of scope)."""
         return self.in_scope is not False
+
+    @property
+    def revealed_tier_text(self) -> str:
+        """The tier once a reader asked to see an out-of-scope finding anyway: marked, with what
+        its cut-offs would say ("outside scope (cut-offs: likely)")."""
+        if self.tier != "out_of_scope":
+            return self.tier_text
+        return f"{TIER_WORDS['out_of_scope']} (cut-offs: {TIER_WORDS.get(self.tier_in_scope, self.tier_in_scope)})"
+
+    def line(self, revealed: bool = False) -> str:
+        """"Fractured: p 0.912, likely (possible ≥ 0.2 · likely ≥ 0.6)" — one finding in one line."""
+        tier = self.revealed_tier_text if revealed else self.tier_text
+        return f"{self.display_name}: p {self.probability_text}, {tier} ({self.cutoffs_text})"
 
 
 @dataclass(frozen=True)
@@ -192,6 +214,18 @@ def region_line(result: ImageResult, regions: Iterable[Finding]) -> str:
     return "Region: " + ", ".join(parts)
 
 
+def study_line(rows: Iterable) -> str:
+    """"Study, 2 views: Positive: Fractured (likely)" — a study's verdict in one line ("" if no rows)."""
+    rows = list(rows)
+    if not rows:
+        return ""
+    # a row whose views are all outside scope counts them in ``views`` as well (see aggregate)
+    views = max(r.views + (0 if r.tier == "out_of_scope" else r.out_of_scope_views) for r in rows)
+    outside = max(r.out_of_scope_views for r in rows)
+    count = f"{views} view{'s' if views != 1 else ''}" + (f", {outside} outside scope" if outside else "")
+    return f"Study, {count}: {present_study(rows)[1]}"
+
+
 def present_study(rows: Iterable) -> tuple[str, str]:
     """(verdict, one line) of a study from :func:`radreview.inference.aggregate.aggregate_studies` rows."""
     findings = [Finding(key=f"{r.model}/{r.label}", model=r.model, version=r.version, label=r.label,
@@ -201,3 +235,132 @@ def present_study(rows: Iterable) -> tuple[str, str]:
                         in_scope=False if r.tier == "out_of_scope" else True)
                 for r in rows if r.task != REGION_TASK]
     return verdict_of(findings)
+
+
+# -- heatmaps ---------------------------------------------------------------------------------
+GATE_WORDS = {"likely": "likely cut-off", "possible": "possible cut-off"}
+SPAN_SOURCE_WORDS = {"model card": "from the model card", "user": "set by you", "default": "default"}
+
+
+def gate_text(label: LabelResult | None, gate: str = "likely") -> str:
+    """"likely cut-off p 0.31" — the gate of a label's heatmap, as the colour bar's low end says it."""
+    threshold = gate_probability(label, gate) if label is not None else 0.5
+    uses_card = (label is not None and not label.tier_note and gate in GATE_WORDS
+                 and getattr(label, gate, None) is not None)
+    return f"{GATE_WORDS[gate]} p {format_cutoff(threshold)}" if uses_card else f"p {format_cutoff(threshold)}"
+
+
+def scale_texts(display: CamDisplay, threshold: float | None = None, local=None) -> tuple[str, str]:
+    """The colour bar's ends in probability: the gate, and the probability that the top of the
+    scale stands for (sigmoid of the local logit there)."""
+    low, high = display.scale_probabilities(local, threshold)
+    top = f"p {format_probability(high)}"
+    return f"p {format_cutoff(low)}", top + (" (image max)" if display.mode == "minmax" else "")
+
+
+@dataclass(frozen=True)
+class HeatmapLegend:
+    """Whether and how one label's heatmap is drawn, and what its colour bar says."""
+
+    key: str
+    title: str  # "Fractured", marked when the model calls the image outside its scope
+    mode: str  # absolute / minmax / relative
+    gate: float  # the probability below which nothing is drawn
+    span_logits: float  # absolute scale: local logits from the gate to the top of the colour bar
+    span_source: str  # "model card", "user" or "default"
+    low_text: str  # "likely cut-off p 0.31"
+    high_text: str  # "p 0.993"
+    drawn: bool  # False: draw nothing (outside scope and not revealed, below the gate, no map)
+    note: str = ""  # why nothing is drawn
+    out_of_scope: bool = False
+    display: CamDisplay | None = None
+    probability: float = math.nan
+
+    def intensity(self, local: np.ndarray) -> np.ndarray:
+        """0..1 intensities (float32, the shape of ``local``); all zero when not drawn."""
+        local = np.asarray(local, dtype=np.float32)
+        if not self.drawn or self.display is None:
+            return np.zeros_like(local)
+        if self.mode == "relative":  # Grad-CAM family: already 0..1 per image, gated above
+            return np.clip(local, 0.0, 1.0)
+        return self.display.intensity(local, self.probability)
+
+    @property
+    def span_text(self) -> str:
+        """"3 logits, from the model card" — where the absolute scale's span comes from."""
+        return f"{self.span_logits:g} logits, {SPAN_SOURCE_WORDS.get(self.span_source, self.span_source)}"
+
+    @property
+    def colour_bar_text(self) -> str:
+        return f"{self.low_text} … {self.high_text}" if self.low_text or self.high_text else ""
+
+
+NO_HEATMAP = HeatmapLegend("", "", "absolute", 0.5, DEFAULT_SPAN_LOGITS, "default", "", "", False)
+
+
+def resolve_span(label: LabelResult | None, span: float | None = None) -> tuple[float, str]:
+    """The colour span: the user's when set (> 0), else the model card's, else the default."""
+    if span is not None and span > 0:
+        return float(span), "user"
+    if label is not None and label.cam_span:
+        return float(label.cam_span), "model card"
+    return DEFAULT_SPAN_LOGITS, "default"
+
+
+def present_heatmap(label: LabelResult | None, scale: str = "absolute", gate: str = "likely",
+                    span: float | None = None, revealed: bool = False) -> HeatmapLegend:
+    """How a label's heatmap is shown (``revealed``: the reader asked to see out-of-scope findings)."""
+    if label is None:
+        return NO_HEATMAP
+    span_logits, source = resolve_span(label, span)
+    out_of_scope = label.in_scope is False
+    marked = out_of_scope and revealed
+    title = label.display_name + (f" — {TIER_WORDS['out_of_scope']}, shown on request" if marked else "")
+    threshold = gate_probability(label, gate)
+    common = dict(key=label.key, title=title, gate=threshold, span_logits=span_logits, span_source=source,
+                  out_of_scope=out_of_scope, probability=label.probability)
+    if out_of_scope and not revealed:
+        return HeatmapLegend(mode=scale, low_text="", high_text="", drawn=False, note=OUT_OF_SCOPE_MESSAGE, **common)
+    if label.cam is None or label.geometry is None:
+        return HeatmapLegend(mode=scale, low_text="", high_text="", drawn=False,
+                             note="the model gave no activation map", **common)
+    low_text = gate_text(label, gate)
+    below = (f"nothing drawn: p {format_probability(label.probability)} is below "
+             f"{'the ' if 'cut-off' in low_text else ''}{low_text}")
+    if label.cam_units == "relative":
+        drawn = label.probability >= threshold
+        # a Grad-CAM-family map has no absolute scale: the gate hides it, it does not set its colours
+        return HeatmapLegend(mode="relative", low_text="relative (per image)", high_text="image max",
+                             drawn=drawn, note="" if drawn else below, display=CamDisplay(gate=threshold), **common)
+    top = float(label.cam.max()) if scale == "minmax" else None
+    display = CamDisplay(mode="minmax" if scale == "minmax" else "absolute", span_logits=span_logits,
+                         gate=threshold, top=top)
+    _, high_text = scale_texts(display)
+    drawn, note = True, ""
+    if label.probability < threshold:
+        drawn, note = False, below
+    elif float(label.cam.max()) <= logit(threshold):
+        drawn, note = False, f"nothing drawn: no region reaches {'the ' if 'cut-off' in low_text else ''}{low_text}"
+    return HeatmapLegend(mode=display.mode, low_text=low_text, high_text=high_text, drawn=drawn, note=note,
+                         display=display, **common)
+
+
+def legend_lines(image: ImagePresentation, heatmap: HeatmapLegend | None = None, revealed: bool = False,
+                 study: str = "", models: str = "") -> list[str]:
+    """The legend of an exported view: verdict, study, region, scope, findings, heatmap, notice."""
+    lines = [f"AI: {image.verdict_text}"]
+    lines += [text for text in (study, image.region_line) if text]
+    scope = "; ".join(s.text for s in image.scopes) or image.scope_text
+    if scope:
+        lines.append(f"Scope: {scope}")
+    findings = image.findings if revealed else image.shown_findings
+    lines += [f.line(revealed) for f in findings]
+    if heatmap is not None and heatmap.key:
+        if heatmap.drawn:
+            lines.append(f"Heatmap: {heatmap.title} ({heatmap.mode} scale, {heatmap.colour_bar_text})")
+        else:
+            lines.append(f"Heatmap: {heatmap.title} — {heatmap.note}")
+    if models:
+        lines.append(models)
+    lines.append(image.notice)
+    return lines
