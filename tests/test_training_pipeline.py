@@ -223,3 +223,44 @@ def test_multiclass_region_tree_trains_with_softmax(tmp_path) -> None:
     with open(tmp_path / "eval" / "predictions.csv", newline="") as handle:
         for row in csv.DictReader(handle):
             assert sum(float(row[name]) for name in ("hand", "hip", "leg")) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_pointing_game_scores_a_map_by_where_its_maximum_lies():
+    import numpy as np
+
+    from radreview.training.localisation import Box, pointing_game, score_map
+
+    heat = np.zeros((100, 80), np.float32)
+    heat[60:70, 10:20] = 5.0  # the evidence, inside the box
+    hit, energy = score_map(heat, [Box(8, 58, 15, 15)])
+    assert hit and energy == pytest.approx(1.0)
+    hit, energy = score_map(heat, [Box(50, 5, 10, 10)])
+    assert not hit and energy == 0.0
+    # through the letterbox geometry: a 10x10 canvas map whose hot cell lies over the box
+    cams = np.zeros((1, 10, 10), np.float32)
+    cams[0, 2, 7] = 3.0  # canvas 320x320, image 200 rows x 400 cols -> image occupies rows 80..240
+    boxes = {"a.jpg": ((200, 400), [Box(275, 0, 80, 60)])}
+    result = pointing_game(cams, ["a.jpg"], boxes, (320, 320), np.array([True]))
+    assert result["n"] == 1 and result["hits"] == 1 and result["mean_energy_inside_boxes"] > 0.3
+
+
+def test_evaluate_reports_the_pointing_game_on_fracatlas_boxes(tmp_path, fracatlas_dir):
+    from radreview.training.evaluate import evaluate_model
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "msk_region_fracture_hardware.onnx"
+    split = Path(__file__).resolve().parents[1] / "models" / "evaluation" / "split.csv"
+    # a small slice of the test split keeps this quick: 40 fractured + 20 other images
+    import csv as _csv
+
+    rows = list(_csv.DictReader(open(split)))
+    keep = [r for r in rows if r["split"] == "test" and r["fractured"] == "1"][:40]
+    keep += [r for r in rows if r["split"] == "test" and r["fractured"] == "0"][:20]
+    small = tmp_path / "split.csv"
+    with open(small, "w", newline="") as handle:
+        writer = _csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(keep)
+    result = evaluate_model(shipped, fracatlas_dir, tmp_path / "eval", "test", small, cam_examples=0)
+    figures = result["localisation"]["fractured"]
+    assert figures["n"] > 5 and 0.0 <= figures["pointing_game"] <= 1.0
+    assert figures["hits"] == round(figures["pointing_game"] * figures["n"])

@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None] | None
 CancelCheck = Callable[[], bool] | None
 # The evidence a heatmap's colour map spans: local logits from the gate up to this percentile of
-# the validation positives' strongest local evidence, so typical positives reach the hot end.
-SPAN_PERCENTILE = 90.0
+# the validation positives' strongest local evidence: a typical (median) positive reaches the hot end.
+SPAN_PERCENTILE = 50.0
 MIN_SPAN_LOGITS = 2.0
 
 

@@ -27,6 +27,12 @@ def validation_section(meta: dict[str, Any], validation: dict[str, Any] | None) 
                     for point, stats in figures.get("card_operating_points", {}).items()
                 },
             }
+            where = validation.get("localisation", {}).get(name)
+            if where and where.get("n"):
+                section["labels"][name]["pointing_game"] = {
+                    k: where[k] for k in ("pointing_game", "hits", "n", "mean_energy_inside_boxes", "positives_at")}
+        if validation.get("scope"):
+            section["scope"] = {k: validation["scope"][k] for k in ("n", "rejected", "rejected_share", "threshold")}
         return section
     return {"source": "validation split used for early stopping (optimistic; no test-set evaluation given)",
             "labels": {k: {"auc": v} for k, v in meta.get("validation_split", {}).get("auc", {}).items()}}

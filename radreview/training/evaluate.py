@@ -269,6 +269,7 @@ def evaluate_model(
         if name in labels:
             by_task.setdefault(model.labels[model_col]["task"], []).append(labels[name]["auc"]["auc"])
     result["macro_auc_by_task"] = {task: float(np.mean(v)) for task, v in by_task.items()}
+    result["localisation"] = _localisation(data, kept, targets, probs, cams, pairs, labels, model)
     if model.scope is not None and model.distances:
         distances = np.concatenate(model.distances)
         rejected = int(np.sum(~(distances <= model.scope.threshold)))
@@ -288,6 +289,27 @@ def evaluate_model(
     result["duration_s"] = round(time.time() - started, 1)
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=1, allow_nan=True))
     return result
+
+
+def _localisation(data, kept, targets, probs, cams, pairs, labels, model) -> dict[str, Any]:
+    """Pointing game and energy inside boxes for labels the data annotates with boxes (FracAtlas
+    fractures), over the true positives at the card's "likely" point (or p >= 0.5 without one)."""
+    from radreview.training.localisation import COCO_FILE, pointing_game, read_coco_boxes
+
+    coco = Path(data) / COCO_FILE if Path(data).is_dir() else None
+    if coco is None or not coco.is_file():
+        return {}
+    boxes = read_coco_boxes(coco)
+    names = [s.path.name for s in kept]
+    out = {}
+    for model_col, data_col, name in pairs:
+        if name not in labels or model.labels[model_col]["task"] != "fracture":
+            continue
+        threshold = model.operating_points.get(name, {}).get("likely", 0.5)
+        chosen = (targets[:, data_col] >= 0.5) & (probs[:, model_col] >= threshold)
+        out[name] = {**pointing_game(cams[:, model_col], names, boxes, (model.height, model.width), chosen),
+                     "positives_at": f"likely (p >= {threshold:.3g})", "annotations": coco.name}
+    return out
 
 
 def _write_predictions(path: Path, samples: list[Sample], targets: np.ndarray, probs: np.ndarray,
@@ -360,6 +382,10 @@ def grad_cam_map(model: EvalModel, pixels: np.ndarray, column: int) -> np.ndarra
 def format_summary(result: dict[str, Any]) -> str:
     """A short text table of the figures for the terminal."""
     lines = [f"{result['description']}: {result['n_images']} images, macro-AUC {result['macro_auc']:.3f}"]
+    for name, figures in result.get("localisation", {}).items():
+        if figures.get("n"):
+            lines.append(f"  {name}: pointing game {figures['hits']}/{figures['n']} = {figures['pointing_game']:.2f} "
+                         f"of true positives, mean energy inside boxes {figures['mean_energy_inside_boxes']:.2f}")
     if "scope" in result:
         scope = result["scope"]
         lines.append(f"  scope check: {scope['rejected']} of {scope['n']} images rejected as out of scope "
