@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from radreview import RESEARCH_USE_NOTICE
 
@@ -36,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="worker threads, each decoding and predicting its own images (default: cores, at most 8)")
     parser.add_argument("--identifiers", action="store_true",
                         help="include patient IDs, UIDs and paths in the results (default: pseudonymous IDs only)")
+    parser.add_argument("--key", metavar="FILE",
+                        help="also write the key from the pseudonymous image IDs to the files (CSV with paths: "
+                             "keep it with identifiable data). A reader study made from the results needs it "
+                             "to find each case's images; the JSON results name it")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -46,10 +51,13 @@ def run(args: argparse.Namespace) -> int:
     from radreview.inference.cam import CamDisplay
     from radreview.inference.engine import Engine
     from radreview.inference.registry import discover
-    from radreview.inference.results_io import write_results
+    from radreview.inference.results_io import write_key, write_results
 
     if not args.out.lower().endswith((".csv", ".json")):
         print(f"radreview predict: --out {args.out}: results must be .csv or .json", file=sys.stderr)
+        return 2
+    if args.key and Path(args.key).resolve() == Path(args.out).resolve():
+        print(f"radreview predict: --key {args.key} would overwrite the results; choose another file", file=sys.stderr)
         return 2
     catalog = discover(args.models)
     for problem in catalog.problems:
@@ -86,13 +94,20 @@ def run(args: argparse.Namespace) -> int:
     for path, reason in result.problems:
         print(f"radreview predict: skipped {path}: {reason}", file=sys.stderr)
     try:
-        write_results(args.out, result, engine, args.identifiers)
+        write_results(args.out, result, engine, args.identifiers, key_file=args.key)
     except OSError as exc:
         print(f"radreview predict: cannot write {args.out}: {exc}", file=sys.stderr)
         return 2
+    if args.key:
+        try:
+            write_key(args.key, result)
+        except OSError as exc:
+            print(f"radreview predict: cannot write the key {args.key}: {exc}", file=sys.stderr)
+            return 2
     done = sum(1 for r in result.images if r.result is not None)
     rate = done / result.wall_seconds if result.wall_seconds else 0.0
     print(f"wrote {args.out}: {done} images in {len({s.study for s in result.studies})} studies, "
           f"{len(result.problems)} skipped, {rate:.1f} images/s"
-          + (f", {len(result.cam_files)} heatmaps in {args.cam_dir}" if args.cam_dir else ""), file=sys.stderr)
+          + (f", {len(result.cam_files)} heatmaps in {args.cam_dir}" if args.cam_dir else "")
+          + (f"; key to the files in {args.key}" if args.key else ""), file=sys.stderr)
     return 0 if done or not result.problems else 1

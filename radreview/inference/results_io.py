@@ -7,6 +7,13 @@ rows keep their probabilities, with the tier ``out_of_scope``. Study rows count 
 left out of the study's mean for being out of scope. Patient keys, UIDs and file paths appear only with ``identifiers=True``. Every row names
 the model and its version and the provider that ran; JSON adds a header with the models'
 checksums, provider notes and the research-use notice.
+
+JSON also carries ``image_results``: each image's whole result as :mod:`radreview.inference.serialize`
+writes it (every label with its tier, cut-offs, scope verdict and heatmap: the calibrated
+local-logit map and where the image lay in the model canvas), which is what a reader study needs
+to show the AI as the viewer does (``radreview study create --ai results.json``). The key from the
+pseudonymous image IDs to the files (:func:`write_key`, ``radreview predict --key FILE``) holds
+paths, so it is written only when asked for, beside the results, and the JSON names it.
 """
 
 from __future__ import annotations
@@ -78,7 +85,8 @@ def write_csv(path: str | Path, result: BatchResult, engine: Engine, identifiers
         writer.writerows(rows(result, engine, identifiers))
 
 
-def write_json(path: str | Path, result: BatchResult, engine: Engine, identifiers: bool = False) -> None:
+def write_json(path: str | Path, result: BatchResult, engine: Engine, identifiers: bool = False,
+               key_file: str | Path | None = None) -> None:
     document = {
         "notice": RESEARCH_USE_NOTICE,
         "radreview_version": __version__,
@@ -95,14 +103,53 @@ def write_json(path: str | Path, result: BatchResult, engine: Engine, identifier
         "wall_seconds": round(result.wall_seconds, 3),
         "cancelled": result.cancelled,
     }
+    document.update(image_results_section(result, identifiers, path, key_file))
     Path(path).write_text(json.dumps(document, indent=1), encoding="utf-8")
 
 
-def write_results(path: str | Path, result: BatchResult, engine: Engine, identifiers: bool = False) -> None:
-    """CSV or JSON by the file's suffix."""
+def image_results_section(result: BatchResult, identifiers: bool, results_path: str | Path,
+                          key_file: str | Path | None = None) -> dict[str, Any]:
+    """``image_results`` (one entry per predicted image, its whole result) and the key file's name."""
+    from radreview.inference.serialize import IMAGE_RESULT_FORMAT, image_to_dict
+
+    entries = []
+    for record in result.images:
+        if record.result is None:
+            continue
+        entry: dict[str, Any] = {"image_id": record.image_id, "study_id": record.study_id,
+                                 "result": image_to_dict(record.result)}
+        if identifiers:
+            entry["path"] = str(record.path)
+        entries.append(entry)
+    section: dict[str, Any] = {"image_results_format": IMAGE_RESULT_FORMAT, "image_results": entries}
+    if key_file is not None:
+        key, folder = Path(key_file).resolve(), Path(results_path).resolve().parent
+        section["key_file"] = key.name if key.parent == folder else str(key)
+    return section
+
+
+KEY_COLUMNS = ["image_id", "study_id", "path"]
+
+
+def write_key(path: str | Path, result: BatchResult) -> None:
+    """The pseudonymous image IDs and the files they stand for (CSV: image_id, study_id, path).
+
+    It holds file paths, which often carry patient names or accession numbers: keep it with the
+    identifiable data, never with the shared results.
+    """
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(KEY_COLUMNS)
+        for record in result.images:
+            writer.writerow([record.image_id, record.study_id, str(Path(record.path).resolve())])
+
+
+def write_results(path: str | Path, result: BatchResult, engine: Engine, identifiers: bool = False,
+                  key_file: str | Path | None = None) -> None:
+    """CSV or JSON by the file's suffix (JSON names ``key_file`` when one is written)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".json":
-        write_json(path, result, engine, identifiers)
+        write_json(path, result, engine, identifiers, key_file)
     elif suffix == ".csv":
         write_csv(path, result, engine, identifiers)
     else:
