@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from radreview.inference.sessions import PROVIDER_CHOICES
 
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or DICOMDIRs")
-    parser.add_argument("--out", required=True, help="results file: .csv (one row per image/study and label) or .json")
+    parser.add_argument("--out", required=True, help="results file: .csv (one row per image/study and label) or .json (the rows, plus every "
+                             "image's whole result with its heatmaps: what a reader study needs)")
     parser.add_argument("--cam-dir", help="write heatmap overlays (PNG) here, one per image and label at or above "
                                           "its --cam-gate operating point")
     parser.add_argument("--cam-gate", default="likely", choices=("likely", "possible", "0.5"),

@@ -129,9 +129,14 @@ def _create(args) -> int:  # type: ignore[no-untyped-def]
     )
     with creating_database(args.db) as db:
         create_study(db, design, cases, ai)
+    from sqlalchemy.engine import make_url
+
+    from radreview.readerstudy.db import database_url
+
+    where = make_url(database_url(args.db)).render_as_string(hide_password=True)
     shown = sorted({o.model for o in ai if not design.ai_models or o.model in design.ai_models})
     with_results = sum(1 for o in ai if o.result is not None)
-    print(f"created study {args.name!r} in {args.db}: {len(cases)} cases, mode {args.mode}"
+    print(f"created study {args.name!r} in {where}: {len(cases)} cases, mode {args.mode}"
           + (f"; AI {', '.join(shown)} ({ai[0].label}), {with_results} case outputs with tiers and heatmaps"
              if ai else "") + f". {RESEARCH_USE_NOTICE}")
     return 0

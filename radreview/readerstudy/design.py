@@ -10,7 +10,9 @@ Modes:
   comes first is randomised per reader, and the second session opens only after ``washout_days``.
 
 A sham-AI option replaces the AI output shown on a chosen share of cases by a deliberately altered
-one (the probability mirrored, ``1 - p``), recording both the real and the shown output.
+one (the probability mirrored, ``1 - p``, with its tier and heatmap altered to match:
+:func:`radreview.readerstudy.ai_inputs.sham_payload`), recording both the real and the shown output.
+AI outputs come from :mod:`radreview.readerstudy.ai_inputs` (predict's results or the models).
 Every random choice uses a recorded seed: the study seed for the case codes and sham cases, and a
 per-reader seed (derived from the study seed and the reader's rank) for the reader's order.
 """

@@ -28,7 +28,6 @@ import uuid
 from pathlib import Path
 
 import html
-from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QEvent, Qt, Signal
@@ -533,10 +532,13 @@ class ReadingWindow(QMainWindow):
             self.heatmap_note.setText("No heatmap: the AI ran on an image of another size than the one shown.")
         else:
             intensity = heatmap_intensity(label, self.display.cam_scale, self.display.gate, span=self.display.cam_span)
-            self.overlay.set_map(intensity, label.geometry.rows, label.geometry.cols)
-            self._heatmap_label = label
-            self.heatmap_note.setText(f"{label.display_name}" + (" (nothing above the threshold)"
-                                                                  if float(intensity.max()) == 0.0 else ""))
+            if float(intensity.max()) > 0.0:
+                self.overlay.set_map(intensity, label.geometry.rows, label.geometry.cols)
+                self._heatmap_label = label
+                self.heatmap_note.setText(label.display_name)
+            else:  # an empty map is no heatmap: nothing is drawn, and the export must not say "shown"
+                self.heatmap_note.setText(f"No heatmap: {label.display_name} is below the "
+                                          f"{self.display.gate} cut-off, where the heatmap stays dark.")
         self.overlay.set_enabled(self.heatmap_check.isChecked())
         available = self.overlay.has_map
         self.heatmap_check.setEnabled(available)
