@@ -268,3 +268,35 @@ def test_no_ai_is_drawn_before_the_unaided_read_is_locked_with_the_viewer_open(
     window.close()
     qtbot.waitUntil(viewer.isVisible, timeout=3000)  # the viewer comes back, empty
     assert viewer.current is None and not viewer.reading_session_open
+
+
+def test_each_image_of_a_case_shows_its_own_ai(qtbot, pristine, tmp_path) -> None:
+    from radreview.cli import main
+
+    folder = pristine.parent
+    cases = tmp_path / "cases.csv"
+    cases.write_text(f"case_id,images,truth\ntwo,{folder / 'images' / 'blob1.png'};{folder / 'images' / 'flat.png'},1\n")
+    database = tmp_path / "two.sqlite"
+    assert main(["study", "create", "--db", str(database), "--name", STUDY, "--cases", str(cases),
+                 "--ai", str(folder / "predictions.json"), "--mode", "sequential", "--seed", "1"]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RADREVIEW_READER_PIN", PIN)
+        assert main(["study", "add-reader", "--db", str(database), "--reader", READER]) == 0
+    db = open_database(database, must_exist=True)
+    window = open_window(qtbot, db)
+    window.set_decision(1)
+    window.set_confidence(60)
+    window.save()
+    assert window.case.phase == "aided" and window._image_index == 0
+    assert window.heatmap_shown() and "likely" in window.ai_text()
+    window.show_image(1)  # PgDn: the out-of-scope view of the same case
+    assert OUT_OF_SCOPE_MESSAGE in window.ai_text() and not window.heatmap_shown()
+    window.show_image(0)
+    assert window.heatmap_shown()
+    window.set_agreement("agree")
+    window.save()
+    (aided,) = [r for r in Coordinator(db).reads() if r["modality"] == "aided"]
+    assert aided["ai_in_scope"] is True and aided["ai_tier_shown"] == "likely"  # the in-scope view counts
+    assert (aided["heatmap_shown"], aided["heatmap_toggles"]) == (True, 0)  # image changes are not toggles
+    assert [e["visible"] for e in aided["telemetry"] if e["kind"] == "heatmap"] == [False, True]
+    db.close()
