@@ -122,10 +122,13 @@ def test_sequential_flow_keys_telemetry_and_resume(qtbot, tmp_path, fracatlas_di
     window.set_confidence(80)
     window.save()
     assert window.case.assignment_id == first.assignment_id and window.case.phase == "aided"
-    assert window.ai_box.isVisible() and "%" in window.ai_label.text()
+    # a probability-only AI file: the probability in the presentation's words, and why no tier
+    assert window.ai_box.isVisible() and "no tier" in window.ai_text()
     assert window.confidence_spin.value() == 80  # the aided form starts from the locked read
+    assert window.heatmap_shown()  # the file's own .npy map, on by default as in the viewer
+    window.heatmap_check.setChecked(False)
+    assert not window.heatmap_shown()
     window.heatmap_check.setChecked(True)
-    assert window.heatmap.isVisible()
     window.opacity_slider.setValue(70)
     window.set_decision(0)
     window.save()
@@ -143,8 +146,9 @@ def test_sequential_flow_keys_telemetry_and_resume(qtbot, tmp_path, fracatlas_di
     second = window.case
     window.set_decision(1)
     window.set_confidence(60)
-    window.save()  # lock case 2, then "crash" before its aided read
+    window.save()  # lock case 2, then leave before its aided read
     window.close()
+    next(b for b in window.close_dialog.buttons() if b.text() == "Leave").click()
     resumed = ReadingWindow(sign_in(db, "wrist-2026", "R1", PIN))
     qtbot.addWidget(resumed)
     assert (resumed.case.assignment_id, resumed.case.phase) == (second.assignment_id, "aided")

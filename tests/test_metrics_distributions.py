@@ -101,3 +101,12 @@ def test_average_ranks_equal_scipys_rankdata_exactly() -> None:
             assert np.array_equal(dist.average_ranks(values, axis=axis), stats.rankdata(values, axis=axis))
     assert np.array_equal(dist.average_ranks(tied[0]), stats.rankdata(tied[0]))
     assert dist.average_ranks(np.array([])).shape == (0,)
+
+
+@pytest.mark.parametrize("p, a, b", [(0.025, 1, 10), (0.975, 3, 2), (0.5, 0.5, 0.5), (1e-6, 20, 300), (0.9, 200, 7)])
+def test_beta_quantile_matches_scipy(p, a, b):
+    from scipy.stats import beta
+
+    from radreview.metrics.distributions import beta_ppf
+
+    assert beta_ppf(p, a, b) == pytest.approx(float(beta.ppf(p, a, b)), rel=1e-10, abs=1e-14)

@@ -189,6 +189,7 @@ def test_ai_outputs_from_a_predict_file_map_images_to_cases(tmp_path) -> None:
         {"level": "image", "model": "m", "task": "fracture", "label": "fracture", "probability": 0.2, "path": a},
         {"level": "image", "model": "m", "task": "fracture", "label": "fracture", "probability": 0.9, "path": b},
         {"level": "image", "model": "m", "task": "region", "label": "hand", "probability": 0.7, "path": b},
+        {"level": "image", "model": "m", "task": "hardware", "label": "hardware", "probability": 0.1, "path": b},
         {"level": "image", "model": "m", "task": "fracture", "label": "fracture", "probability": 0.4, "path": c},
         {"level": "image", "model": "m", "error": "cannot decode", "path": c},
         {"level": "study", "model": "m", "label": "fracture", "probability": 0.9},
@@ -199,3 +200,6 @@ def test_ai_outputs_from_a_predict_file_map_images_to_cases(tmp_path) -> None:
         read_ai_outputs(path, cases)
     outputs = {o.source_id: o.probability for o in read_ai_outputs(path, cases, label="fracture")}
     assert outputs == {"case-1": 0.9, "case-2": 0.4}  # the highest view per case
+    # a region label is the chain's first link, not a finding to choose from
+    path.write_text(json.dumps({"images": [r for r in rows if r.get("task") != "hardware"], "studies": []}))
+    assert {o.source_id: o.label for o in read_ai_outputs(path, cases)} == {"case-1": "fracture", "case-2": "fracture"}

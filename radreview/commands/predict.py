@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from radreview.inference.sessions import PROVIDER_CHOICES
 
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or DICOMDIRs")
-    parser.add_argument("--out", required=True, help="results file: .csv (one row per image/study and label) or .json")
+    parser.add_argument("--out", required=True, help="results file: .csv (one row per image/study and label) or .json (the rows, plus every "
+                             "image's whole result with its heatmaps: what a reader study needs)")
     parser.add_argument("--cam-dir", help="write heatmap overlays (PNG) here, one per image and label at or above "
                                           "its --cam-gate operating point")
     parser.add_argument("--cam-gate", default="likely", choices=("likely", "possible", "0.5"),
@@ -45,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --sr-dir: a secondary capture per heatmap at or above --cam-gate, notice burned in")
     parser.add_argument("--send", metavar="NODE",
                         help="with --sr-dir: C-STORE the SRs (and captures) to the saved PACS node NODE")
+    parser.add_argument("--key", metavar="FILE",
+                        help="also write the key from the pseudonymous image IDs to the files (CSV with paths: "
+                             "keep it with identifiable data). A reader study made from the results needs it "
+                             "to find each case's images; the JSON results name it")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -56,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from radreview.inference.cam import CamDisplay
     from radreview.inference.engine import Engine
     from radreview.inference.registry import discover
-    from radreview.inference.results_io import ResultsWriter
+    from radreview.inference.results_io import ResultsWriter, write_key
 
     if not args.out.lower().endswith((".csv", ".json")):
         print(f"radreview predict: --out {args.out}: results must be .csv or .json", file=sys.stderr)
@@ -74,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
         except KeyError as exc:
             print(f"radreview predict: --send: {exc.args[0]}", file=sys.stderr)
             return 2
+    if args.key and Path(args.key).resolve() == Path(args.out).resolve():
+        print(f"radreview predict: --key {args.key} would overwrite the results; choose another file", file=sys.stderr)
+        return 2
     catalog = discover(args.models)
     for problem in catalog.problems:
         print(f"radreview predict: skipping model {problem}", file=sys.stderr)
@@ -107,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
     try:
         # Rows go to OUT.partial as each image is done; OUT appears, complete, at the end.
-        writer = ResultsWriter(args.out, engine, args.identifiers)
+        writer = ResultsWriter(args.out, engine, args.identifiers, key_file=args.key)
     except OSError as exc:
         bar.close()
         print(f"radreview predict: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
@@ -130,6 +138,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"radreview predict: skipped {path_text(path)}: {reason}", file=sys.stderr)
     for reason, count in Counter(reason for _, reason in result.notes).items():
         print(f"radreview predict: {reason} ({count} image{'s' if count != 1 else ''})", file=sys.stderr)
+    if args.key:
+        try:
+            write_key(args.key, result)
+        except OSError as exc:
+            print(f"radreview predict: cannot write the key {args.key}: {exc}", file=sys.stderr)
+            return 2
     if args.sr_dir:
         status = _write_dicom_results(args, result, node)
         if status:
@@ -138,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
     rate = done / result.wall_seconds if result.wall_seconds else 0.0
     print(f"wrote {args.out}: {done} images in {len({s.study for s in result.studies})} studies, "
           f"{len(result.problems)} skipped, {rate:.1f} images/s"
-          + (f", {len(result.cam_files)} heatmaps in {args.cam_dir}" if args.cam_dir else ""), file=sys.stderr)
+          + (f", {len(result.cam_files)} heatmaps in {args.cam_dir}" if args.cam_dir else "")
+          + (f"; key to the files in {args.key}" if args.key else ""), file=sys.stderr)
     return 0 if done or not result.problems else 1
 
 

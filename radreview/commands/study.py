@@ -1,7 +1,8 @@
 """``radreview study``: design, run and analyse reader studies.
 
     radreview study create --db study.db --name wrist --cases cases.csv --ai predictions.json \
-        --mode sequential --scale both --sham-share 0.1
+        --ai-label fracture --mode sequential --scale both --sham-share 0.1
+    radreview study create ... --model models/ --ai-label fracture  (runs the models on the cases)
     radreview study add-reader --db study.db --reader R1            (asks for the PIN)
     radreview study status --db study.db
     radreview study verify --db study.db                            (audit chain and reading record)
@@ -44,9 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--name", required=True, help="study name")
     create.add_argument("--cases", required=True, type=Path,
                         help="CSV: case_id, images (';'-separated), truth[, side, region]")
-    create.add_argument("--ai", type=Path, help="AI outputs: CSV/JSON of case_id|image, model, probability")
-    create.add_argument("--ai-label", help="the label (or task) to show when a model answers several")
-    create.add_argument("--model", action="append", default=[], help="AI model to show (repeatable)")
+    create.add_argument("--ai", type=Path,
+                        help="AI outputs: radreview predict's results (.json: with every image's tiers, scope and "
+                             "heatmap; needs the key written with predict --key, found beside it), or a CSV/JSON "
+                             "of case_id|image, model, probability")
+    create.add_argument("--ai-key", type=Path, help="the key predict --key wrote, if not the one the results name")
+    create.add_argument("--ai-label", help="the label (or task) to show when a model answers several findings")
+    create.add_argument("--model", action="append", default=[],
+                        help="a model file or folder: run it on the case images here (with heatmaps), "
+                             "or the name of a model in --ai to show (repeatable)")
+    create.add_argument("--provider", default="auto", help="execution provider when --model runs models here")
     create.add_argument("--question", default="Is there a fracture?")
     create.add_argument("--scale", choices=("0-100", "5-point", "both"), default="0-100",
                         help="confidence scale")
@@ -102,13 +110,22 @@ def run(args: argparse.Namespace) -> int:
 
     if args.study_action == "read":
         return _read(args)
+    if args.study_action == "create":
+        try:
+            return _create(args)
+        except (StudyDesignError, DatabaseError, OSError) as exc:
+            print(f"radreview study create: {exc}; nothing was written", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("radreview study create: interrupted; nothing was written", file=sys.stderr)
+            return 130
     try:
         db = open_database(args.db, must_exist=args.study_action != "create")
     except DatabaseError as exc:
         print(f"radreview study: {exc}", file=sys.stderr)
         return 2
     try:
-        return {"create": _create, "add-reader": _add_reader, "reader-role": _reader_role,
+        return {"add-reader": _add_reader, "reader-role": _reader_role,
                 "unlock-reader": _unlock_reader, "status": _status, "verify": _verify,
                 "export": _export, "report": _report}[args.study_action](db, args)
     except (StudyDesignError, ExportError, OSError) as exc:
@@ -118,22 +135,59 @@ def run(args: argparse.Namespace) -> int:
         db.close()
 
 
-def _create(db, args) -> int:  # type: ignore[no-untyped-def]
+def _create(args) -> int:  # type: ignore[no-untyped-def]
+    """Read and check every input (and run the models) first, then write the study in one go:
+    a failure at any step leaves no study file behind (readerstudy.db.creating_database)."""
+    from radreview.readerstudy.ai_inputs import compute_ai_outputs, model_arguments
+    from radreview.readerstudy.db import creating_database
     from radreview.readerstudy.design import StudyDesign, create_study, read_ai_outputs, read_case_list
     from radreview.readerstudy.security import SignInPolicy
 
     cases = read_case_list(args.cases)
-    ai = read_ai_outputs(args.ai, cases, args.ai_label) if args.ai else []
+    model_paths, model_names = model_arguments(args.model)
+    ai = read_ai_outputs(args.ai, cases, args.ai_label, args.ai_key) if args.ai else []
+    if model_paths:
+        ai += _compute_ai(cases, model_paths, args, compute_ai_outputs)
     design = StudyDesign(
         name=args.name, question=args.question, confidence_scale=args.scale, mode=args.mode,
-        ai_models=args.model, threshold=args.threshold, washout_days=args.washout_days,
-        sham_share=args.sham_share, seed=args.seed,
+        ai_models=model_names if model_names and not model_paths else [], threshold=args.threshold,
+        washout_days=args.washout_days, sham_share=args.sham_share, seed=args.seed,
         sign_in=SignInPolicy(pin_min_length=args.pin_min_length, lock_after=args.lock_after,
                              delay_s=args.sign_in_delay, delay_after=min(3, args.lock_after)),
     )
-    create_study(db, design, cases, ai)
-    print(f"created study {args.name!r} in {db}: {len(cases)} cases, mode {args.mode}. {RESEARCH_USE_NOTICE}")
+    with creating_database(args.db) as db:
+        create_study(db, design, cases, ai)
+    from sqlalchemy.engine import make_url
+
+    from radreview.readerstudy.db import database_url
+
+    where = make_url(database_url(args.db)).render_as_string(hide_password=True)
+    shown = sorted({o.model for o in ai if not design.ai_models or o.model in design.ai_models})
+    with_results = sum(1 for o in ai if o.result is not None)
+    print(f"created study {args.name!r} in {where}: {len(cases)} cases, mode {args.mode}"
+          + (f"; AI {', '.join(shown)} ({ai[0].label}), {with_results} case outputs with tiers and heatmaps"
+             if ai else "") + f". {RESEARCH_USE_NOTICE}")
     return 0
+
+
+def _compute_ai(cases, model_paths, args, compute):  # type: ignore[no-untyped-def]
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="img", file=sys.stderr, desc="AI")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        outputs, problems = compute(cases, model_paths, args.ai_label, args.provider, progress,
+                                    workers=min(8, os.cpu_count() or 1))
+    finally:
+        bar.close()
+    for problem in problems:
+        print(f"radreview study create: {problem}", file=sys.stderr)
+    return outputs
 
 
 def _add_reader(db, args) -> int:  # type: ignore[no-untyped-def]

@@ -100,6 +100,7 @@ class MainWindow(QMainWindow):
         self._thumbnail_task: Task | None = None
         self._measuring = False
         self._closing = False
+        self.reading_session_open = False  # blinding: no image or AI while a reader reads
         # (keys, menu, text) of shortcuts that panels add (the AI panel's), for Help ▸ Shortcuts.
         self.extra_shortcuts: list[tuple[str, str, str]] = []
 
@@ -254,7 +255,13 @@ class MainWindow(QMainWindow):
         self.toolbar = toolbar
 
     def open_reader_study(self, path: str | None = None) -> None:
-        """Ask for a study database (SQLite file) and open the reading window over it."""
+        """Ask for a study database (SQLite file) and open the reading window over it.
+
+        Blinding: once the reader has signed in, the viewer closes every image and the AI's
+        results (panel, heatmap, cached answers, work in flight) and hides itself until the
+        reading window closes, so that nothing of the AI can be seen beside an unaided read
+        (docs/reader_study.md).
+        """
         from PySide6.QtWidgets import QFileDialog
 
         from radreview.gui.reading.app import open_reading_window
@@ -263,9 +270,29 @@ class MainWindow(QMainWindow):
             path, _ = QFileDialog.getOpenFileName(self, "Open a reader study", "",
                                                   "Reader study (*.db *.sqlite);;All files (*)")
         if path:
-            window = open_reading_window(path, parent=self)
+            window = open_reading_window(path, parent=self, on_signed_in=self.blind_for_reading)
             if window is not None:
                 self._reading_window = window  # keep it alive
+                window.destroyed.connect(lambda *_: self._end_reading())
+
+    def blind_for_reading(self) -> None:
+        """Close the viewer's images and AI and hide it: a reading session is opening."""
+        self.reading_session_open = True
+        self.close_all()  # panes, browser, header, cache; the AI panel forgets its image
+        panel = getattr(self, "ai_panel", None)
+        if panel is not None:
+            panel.controller.cancel()
+            panel.controller.cache.clear()
+            panel.overlay.clear()
+            panel.table.setRowCount(0)
+            panel.result = None
+        self.hide()
+
+    def _end_reading(self) -> None:
+        self.reading_session_open = False
+        self._reading_window = None
+        if not self._closing:
+            self.show()
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -317,7 +344,7 @@ class MainWindow(QMainWindow):
     def open_paths(self, paths: Sequence[str | Path]) -> Task | None:
         """Index files/folders/DICOMDIRs in a worker thread and add them to the browser."""
         paths = [Path(p) for p in paths]
-        if not paths:
+        if not paths or self.reading_session_open:
             return None
         for path in paths:
             if path.exists():  # a typo on the command line is not a recent study
@@ -505,6 +532,8 @@ class MainWindow(QMainWindow):
 
     def show_entry(self, entry: ImageEntry) -> None:
         """Make ``entry`` the current image: hang its study's page and activate its pane."""
+        if self.reading_session_open:
+            return
         self.current = entry
         self.browser.select_entry(entry)
         page, active = self._page_for(entry)

@@ -12,6 +12,13 @@ A model that failed on an image gets a row of its own with the reason in ``error
 models' rows stand); an image that could not be read gets one ``error`` row. CSV cells that a
 spreadsheet would run as formulas are neutralised, and file names with undecodable bytes are
 written with ``\\xNN`` escapes, in CSV and JSON alike (:mod:`radreview.csv_safety`).
+
+JSON also carries ``image_results``: each image's whole result as :mod:`radreview.inference.serialize`
+writes it (every label with its tier, cut-offs, scope verdict and heatmap: the calibrated
+local-logit map and where the image lay in the model canvas), which is what a reader study needs
+to show the AI as the viewer does (``radreview study create --ai results.json``). The key from the
+pseudonymous image IDs to the files (:func:`write_key`, ``radreview predict --key FILE``) holds
+paths, so it is written only when asked for, beside the results, and the JSON names it.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from radreview import RESEARCH_USE_NOTICE, __version__
-from radreview.csv_safety import SafeDictWriter, escape_undecodable, path_text
+from radreview.csv_safety import SafeDictWriter, SafeWriter, escape_undecodable, path_text
 from radreview.inference.batch import BatchResult, ImageRecord
 from radreview.inference.engine import Engine
 from radreview.inference.scope import ScopeVerdict
@@ -109,8 +116,10 @@ class ResultsWriter:
     CSV cells go through :mod:`radreview.csv_safety` (no formulas run, undecodable bytes escaped).
     """
 
-    def __init__(self, path: str | Path, engine: Engine, identifiers: bool = False) -> None:
+    def __init__(self, path: str | Path, engine: Engine, identifiers: bool = False,
+                 key_file: str | Path | None = None) -> None:
         self.path = Path(path)
+        self.key_file = key_file
         self.kind = self.path.suffix.lower()
         if self.kind not in (".csv", ".json"):
             raise ValueError(f"{path}: results must be .csv or .json")
@@ -144,7 +153,7 @@ class ResultsWriter:
             return
         self._handle.close()
         staging = self.path.with_name(self.path.name + ".writing")
-        write_json(staging, result, self.engine, self.identifiers)
+        write_json(staging, result, self.engine, self.identifiers, self.key_file, self.path)
         os.replace(staging, self.path)
         self.partial.unlink(missing_ok=True)
 
@@ -173,7 +182,9 @@ def write_csv(path: str | Path, result: BatchResult, engine: Engine, identifiers
         writer.writerows(rows(result, engine, identifiers))
 
 
-def write_json(path: str | Path, result: BatchResult, engine: Engine, identifiers: bool = False) -> None:
+def write_json(path: str | Path, result: BatchResult, engine: Engine, identifiers: bool = False,
+               key_file: str | Path | None = None, results_path: str | Path | None = None) -> None:
+    """The JSON document; ``results_path`` is where it will end up when ``path`` is a staging name."""
     all_rows = rows(result, engine, identifiers)
     document = {
         "notice": RESEARCH_USE_NOTICE,
@@ -191,14 +202,53 @@ def write_json(path: str | Path, result: BatchResult, engine: Engine, identifier
         "wall_seconds": round(result.wall_seconds, 3),
         "cancelled": result.cancelled,
     }
+    document.update(image_results_section(result, identifiers, results_path or path, key_file))
     Path(path).write_text(json.dumps(_json_safe(document), indent=1), encoding="utf-8")
 
 
-def write_results(path: str | Path, result: BatchResult, engine: Engine, identifiers: bool = False) -> None:
-    """CSV or JSON by the file's suffix."""
+def image_results_section(result: BatchResult, identifiers: bool, results_path: str | Path,
+                          key_file: str | Path | None = None) -> dict[str, Any]:
+    """``image_results`` (one entry per predicted image, its whole result) and the key file's name."""
+    from radreview.inference.serialize import IMAGE_RESULT_FORMAT, image_to_dict
+
+    entries = []
+    for record in result.images:
+        if record.result is None:
+            continue
+        entry: dict[str, Any] = {"image_id": record.image_id, "study_id": record.study_id,
+                                 "result": image_to_dict(record.result)}
+        if identifiers:
+            entry["path"] = str(record.path)
+        entries.append(entry)
+    section: dict[str, Any] = {"image_results_format": IMAGE_RESULT_FORMAT, "image_results": entries}
+    if key_file is not None:
+        key, folder = Path(key_file).resolve(), Path(results_path).resolve().parent
+        section["key_file"] = key.name if key.parent == folder else str(key)
+    return section
+
+
+KEY_COLUMNS = ["image_id", "study_id", "path"]
+
+
+def write_key(path: str | Path, result: BatchResult) -> None:
+    """The pseudonymous image IDs and the files they stand for (CSV: image_id, study_id, path).
+
+    It holds file paths, which often carry patient names or accession numbers: keep it with the
+    identifiable data, never with the shared results.
+    """
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = SafeWriter(handle)
+        writer.writerow(KEY_COLUMNS)
+        for record in result.images:
+            writer.writerow([record.image_id, record.study_id, str(Path(record.path).resolve())])
+
+
+def write_results(path: str | Path, result: BatchResult, engine: Engine, identifiers: bool = False,
+                  key_file: str | Path | None = None) -> None:
+    """CSV or JSON by the file's suffix (JSON names ``key_file`` when one is written)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".json":
-        write_json(path, result, engine, identifiers)
+        write_json(path, result, engine, identifiers, key_file)
     elif suffix == ".csv":
         write_csv(path, result, engine, identifiers)
     else:

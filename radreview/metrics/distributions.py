@@ -228,6 +228,27 @@ def beta_regularized(a: float, b: float, x: float, y: float | None = None) -> fl
     return 1.0 - math.exp(log_front) * _beta_fraction(b, a, y, x) / b
 
 
+def beta_ppf(p: float, a: float, b: float) -> float:
+    """The x with I_x(a, b) = p (the beta distribution's quantile), by bisection: I_x is monotone
+    in x, and 200 halvings reach the last bit of a double (Clopper-Pearson limits need it)."""
+    if not 0.0 <= p <= 1.0 or a <= 0 or b <= 0:
+        return math.nan
+    if p == 0.0:
+        return 0.0
+    if p == 1.0:
+        return 1.0
+    low, high = 0.0, 1.0
+    for _ in range(200):
+        middle = (low + high) / 2
+        if middle in (low, high):
+            break
+        if beta_regularized(a, b, middle) < p:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
 def t_sf(t: float, df: float) -> float:
     """P(T > t) for T ~ Student t with ``df`` (> 0, may be fractional or inf) degrees of freedom."""
     if math.isnan(t) or math.isnan(df) or df <= 0:

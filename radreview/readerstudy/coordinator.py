@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from radreview.readerstudy.audit import RecordCheck, verify_study_record
 from radreview.readerstudy.db import Database
 from radreview.readerstudy.design import study_id_by_name
+from radreview.readerstudy.heatmap_use import heatmap_use
 from radreview.readerstudy.reading import failed_sign_ins
 from radreview.readerstudy.security import SignInPolicy
 from radreview.readerstudy.schema import (
@@ -67,6 +68,10 @@ class AIRecord:
     probability: float
     shown_probability: float
     sham: bool
+    in_scope: bool | None = None  # None: the model has no scope check (or the source gave none)
+    tier: str = ""
+    shown_tier: str = ""
+    with_results: bool = False  # per-image results (tiers, cut-offs, heatmaps) shown to readers
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -198,7 +203,8 @@ class Coordinator:
                 select(AIOutputRow, CaseRow.code).join(CaseRow, CaseRow.id == AIOutputRow.case_id)
                 .where(CaseRow.study_id == self.study_id).order_by(CaseRow.code, AIOutputRow.model)
             ).all()
-            return [AIRecord(code, o.model, o.label, o.probability, o.shown_probability, o.sham)
+            return [AIRecord(code, o.model, o.label, o.probability, o.shown_probability, o.sham,
+                             o.in_scope, o.tier or "", o.shown_tier or "", isinstance(o.result, dict))
                     for o, code in rows]
 
     def reads(self, *, all_revisions: bool = False) -> list[dict[str, Any]]:
@@ -216,13 +222,14 @@ class Coordinator:
                 .order_by(ReaderRow.id, SessionRow.number, AssignmentRow.position, ReadRow.phase.desc(),
                           ReadRow.revision)
             ).all()
-            shown: dict[int, float] = {}
-            for case_id, probability in session.execute(
-                select(AIOutputRow.case_id, AIOutputRow.shown_probability)
+            shown: dict[int, tuple[float, bool | None, str | None]] = {}
+            for case_id, probability, in_scope, tier in session.execute(
+                select(AIOutputRow.case_id, AIOutputRow.shown_probability, AIOutputRow.in_scope,
+                       AIOutputRow.shown_tier)
                 .join(CaseRow, CaseRow.id == AIOutputRow.case_id)
                 .where(CaseRow.study_id == self.study_id).order_by(AIOutputRow.model.desc())
             ):
-                shown[case_id] = probability  # first model in name order wins
+                shown[case_id] = (probability, in_scope, tier)  # first model in name order wins
         latest: dict[tuple[int, str], int] = {}
         for read, *_ in rows:
             key = (read.assignment_id, read.phase)
@@ -231,6 +238,7 @@ class Coordinator:
         for read, reader, case, session_number, arm, position in rows:
             if not all_revisions and read.revision != latest[(read.assignment_id, read.phase)]:
                 continue
+            ai = shown.get(case.id) if read.phase == "aided" else None
             records.append({
                 "read_id": read.id,
                 "reader": reader,
@@ -251,8 +259,11 @@ class Coordinator:
                 "comment": read.comment,
                 "ai_agreement": read.ai_agreement,
                 "changed": read.changed,
-                "ai_shown_probability": shown.get(case.id) if read.phase == "aided" else None,
+                "ai_shown_probability": ai[0] if ai else None,
+                "ai_in_scope": ai[1] if ai else None,
+                "ai_tier_shown": (ai[2] or "") if ai else None,
                 "ai_sham": read.ai_shown_sham,
+                **heatmap_use(read.telemetry or (), read.total_time_ms),
                 "time_to_first_decision_ms": read.time_to_first_decision_ms,
                 "total_time_ms": read.total_time_ms,
                 "telemetry_events": len(read.telemetry or ()),

@@ -41,7 +41,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 7_345_201
 SQLITE_BUSY_TIMEOUT_S = 60.0
 # The newest migration; a test checks it against the migrations folder.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003_ai_presentation"
 
 
 class DatabaseError(RuntimeError):
@@ -254,3 +254,52 @@ def upgrade(db: Database) -> None:
             return
         log.info("%s: creating or upgrading the reader-study schema to %s", db, head)
         command.upgrade(_alembic_config(connection), "head")
+
+
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal", ".writelock")
+
+
+@contextmanager
+def creating_database(target: str | Path) -> Iterator[Database]:
+    """A database to create a study in that leaves nothing behind if the creation fails.
+
+    A new SQLite file is built under a temporary name in the same folder and moved into place
+    (``os.link``, which refuses to replace a file another process made meanwhile) only when the
+    ``with`` block succeeds; on any failure, Ctrl+C included, the temporary file and its WAL,
+    shared-memory and lock files are removed. An existing SQLite file or a PostgreSQL database is
+    opened as usual: the study is created in one transaction, which rolls back on failure.
+    """
+    import os
+    import uuid
+
+    url = database_url(target)
+    final = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+    if final is None or final.exists():
+        db = open_database(target)
+        try:
+            yield db
+        finally:
+            db.close()
+        return
+    if not final.parent.is_dir():
+        raise DatabaseError(f"{final}: the folder for the study database does not exist")
+    temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.creating")
+    db = None
+    try:
+        db = open_database(temporary)
+        yield db
+        db.close()  # the last connection closing folds the WAL into the file before it moves
+        db = None
+        try:
+            os.link(temporary, final)
+        except FileExistsError:
+            raise DatabaseError(f"{final}: another process created this file meanwhile; nothing was written") from None
+        except OSError:  # a file system without hard links: replace only if still absent
+            if final.exists():
+                raise DatabaseError(f"{final}: another process created this file meanwhile") from None
+            os.replace(temporary, final)
+    finally:
+        if db is not None:
+            db.close()
+        for path in [temporary] + [Path(str(temporary) + suffix) for suffix in SQLITE_SIDE_FILES]:
+            path.unlink(missing_ok=True)

@@ -10,7 +10,9 @@ Modes:
   comes first is randomised per reader, and the second session opens only after ``washout_days``.
 
 A sham-AI option replaces the AI output shown on a chosen share of cases by a deliberately altered
-one (the probability mirrored, ``1 - p``), recording both the real and the shown output.
+one (the probability mirrored, ``1 - p``, with its tier and heatmap altered to match:
+:func:`radreview.readerstudy.ai_inputs.sham_payload`), recording both the real and the shown output.
+AI outputs come from :mod:`radreview.readerstudy.ai_inputs` (predict's results or the models).
 Every random choice uses a recorded seed: the study seed for the case codes and sham cases, and a
 per-reader seed (derived from the study seed and the reader's rank) for the reader's order.
 
@@ -23,7 +25,6 @@ length, delays and lock after failed sign-ins) in ``settings["security"]``.
 from __future__ import annotations
 
 import csv
-import json
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,11 +79,17 @@ class CaseSpec:
 
 @dataclass(frozen=True)
 class AIOutputSpec:
+    """A model's answer for a case: the case-level probability of the study's label and, when the
+    source has them, each image's whole result (:mod:`radreview.readerstudy.ai_inputs`)."""
+
     source_id: str
     model: str
     probability: float
     label: str = ""
     heatmap_path: str | None = None
+    in_scope: bool | None = None  # the model's scope verdict for the case (None: no scope check)
+    tier: str = ""  # the tier of the label at the case's probability ("out_of_scope", "" without one)
+    result: dict[str, Any] | None = None  # ai_inputs.STUDY_AI_FORMAT payload: per-image results
 
 
 @dataclass
@@ -200,90 +207,13 @@ def read_case_list(path: str | Path) -> list[CaseSpec]:
     return cases
 
 
-def read_ai_outputs(path: str | Path, cases: list[CaseSpec], label: str | None = None) -> list[AIOutputSpec]:
-    """Read AI outputs per case from CSV or JSON.
+def read_ai_outputs(path: str | Path, cases: list[CaseSpec], label: str | None = None,
+                    key: str | Path | None = None) -> list[AIOutputSpec]:
+    """AI outputs per case from ``radreview predict``'s results or a CSV/JSON of rows
+    (:func:`radreview.readerstudy.ai_inputs.read_ai_outputs`)."""
+    from radreview.readerstudy.ai_inputs import read_ai_outputs as read
 
-    CSV columns: ``case_id`` (or ``image``/``path``), ``model``, ``probability``, optional
-    ``label``, ``heatmap``. JSON: a list of such records, or an object with a ``predictions``/
-    ``results``/``images`` list (the ``radreview predict --identifiers --out`` file, whose image
-    rows carry ``path``). Records keyed by image path are mapped to their case; a case with several
-    images takes the highest probability per model (the study-level answer is "present if seen on
-    any view"). ``label`` keeps only that label (or task) when a model answers several; rows with
-    an ``error`` and study-level rows are skipped.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise StudyDesignError(f"{path}: cannot read the AI outputs ({exc.strerror or exc})") from exc
-    records: list[dict[str, Any]]
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise StudyDesignError(f"{path}: not valid JSON ({exc})") from exc
-        if isinstance(data, dict):
-            data = data.get("predictions", data.get("results", data.get("images", [])))
-        if not isinstance(data, list):
-            raise StudyDesignError(f"{path}: expected a list of predictions")
-        records = _flatten_prediction_records(data)
-    else:
-        records = list(csv.DictReader(text.splitlines()))
-    by_image = {str(Path(image).resolve()): case.source_id for case in cases for image in case.images}
-    by_name = {Path(image).name: case.source_id for case in cases for image in case.images}
-    known = {case.source_id for case in cases}
-    best: dict[tuple[str, str], AIOutputSpec] = {}
-    labels_seen: dict[str, set[str]] = {}
-    for index, record in enumerate(records, start=1):
-        where = f"{path}, record {index}"
-        if str(record.get("error") or "").strip() or str(record.get("level") or "image") != "image":
-            continue
-        record_label = str(record.get("label") or "")
-        if label is not None and label not in (record_label, str(record.get("task") or "")):
-            continue
-        case_id = str(record.get("case_id") or "").strip()
-        if not case_id:
-            image = str(record.get("image") or record.get("path") or "").strip()
-            case_id = by_image.get(str(Path(image).resolve()), "") or by_name.get(Path(image).name, "")
-        if case_id not in known:
-            continue  # outputs for images outside the study are ignored
-        model = str(record.get("model") or "").strip()
-        if not model:
-            raise StudyDesignError(f"{where}: no model name")
-        try:
-            probability = float(record["probability"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StudyDesignError(f"{where}: no valid probability") from exc
-        if not 0.0 <= probability <= 1.0:
-            raise StudyDesignError(f"{where}: probability {probability} is not between 0 and 1")
-        heatmap = str(record.get("heatmap") or record.get("heatmap_path") or "").strip() or None
-        labels_seen.setdefault(model, set()).add(record_label)
-        spec = AIOutputSpec(case_id, model, probability, record_label, heatmap)
-        key = (case_id, model)
-        if key not in best or probability > best[key].probability:
-            best[key] = spec
-    several = {m: sorted(v) for m, v in labels_seen.items() if len(v) > 1}
-    if several:
-        model, names = next(iter(several.items()))
-        raise StudyDesignError(
-            f"{path}: model {model} answers several labels ({', '.join(names[:6])}); choose one (--ai-label)"
-        )
-    return list(best.values())
-
-
-def _flatten_prediction_records(data: list[Any]) -> list[dict[str, Any]]:
-    """Accept flat records or ``{"path": ..., "predictions": [{"model", "label", "probability"}]}``."""
-    flat: list[dict[str, Any]] = []
-    for item in data:
-        if not isinstance(item, dict):
-            continue
-        nested = item.get("predictions") or item.get("outputs")
-        if isinstance(nested, list):
-            base = {k: v for k, v in item.items() if k not in ("predictions", "outputs")}
-            flat.extend({**base, **sub} for sub in nested if isinstance(sub, dict))
-        else:
-            flat.append(item)
-    return flat
+    return read(path, cases, label, key)
 
 
 def _audit(session, study_id: int | None, actor: str, action: str, **detail: Any) -> None:  # type: ignore[no-untyped-def]
@@ -337,7 +267,8 @@ def create_study(
         missing = [f"{c.source_id}/{m}" for c in cases for m in models if (c.source_id, m) not in have]
         if missing:
             raise StudyDesignError(
-                f"no AI output for {len(missing)} case/model pair(s), e.g. {', '.join(missing[:5])}"
+                f"no AI output for {len(missing)} case/model pair(s), e.g. {', '.join(missing[:5])} "
+                "(are the case list's images the files the AI ran on?)"
             )
     # Pseudonymous codes in a random order, so that a code says nothing about the source list.
     order = list(range(len(cases)))
@@ -374,11 +305,22 @@ def create_study(
                 session.add(CaseImageRow(case_id=row.id, position=image_position, path=image))
         for output in outputs:
             sham = output.source_id in sham_cases
+            shown_probability = 1.0 - output.probability if sham else output.probability
+            payload, shown_tier = output.result, output.tier
+            shown_result = {"images": payload.get("images", [])} if payload is not None else None
+            if sham and payload is not None:
+                from radreview.readerstudy.ai_inputs import sham_payload
+
+                shown, shown_probability, shown_tier = sham_payload(payload)
+                shown_result = {"images": shown["images"]}
+            elif sham:
+                shown_tier = ""  # a probability-only output has no cut-offs to re-tier it with
             session.add(AIOutputRow(
                 case_id=case_ids[output.source_id], model=output.model, label=output.label,
-                probability=output.probability,
-                shown_probability=1.0 - output.probability if sham else output.probability,
-                sham=sham, heatmap_path=output.heatmap_path,
+                probability=output.probability, shown_probability=shown_probability,
+                sham=sham, heatmap_path=output.heatmap_path, in_scope=output.in_scope,
+                tier=output.tier or None, shown_tier=shown_tier or None, result=payload,
+                shown_result=shown_result,
             ))
         _audit(session, study.id, COORDINATOR, "study created", mode=design.mode, cases=len(cases),
                seed=seed, models=models, sham_cases=len(sham_cases))

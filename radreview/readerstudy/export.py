@@ -36,7 +36,8 @@ IDENTIFYING_COLUMNS = ("case_source_id",)
 TIDY_COLUMNS = (
     "read_id", "reader", "case", "case_source_id", "truth", "side", "region", "modality", "arm",
     "session", "position", "revision", "revises_id", "decision", "confidence", "rating",
-    "ai_agreement", "changed", "ai_shown_probability", "ai_sham", "time_to_first_decision_ms",
+    "ai_agreement", "changed", "ai_shown_probability", "ai_in_scope", "ai_tier_shown", "ai_sham",
+    "heatmap_available", "heatmap_shown", "heatmap_shown_ms", "heatmap_toggles", "time_to_first_decision_ms",
     "total_time_ms", "telemetry_events", "comment", "created_at",
 )
 

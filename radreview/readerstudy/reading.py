@@ -126,6 +126,17 @@ class AIView:
     label: str
     probability: float
     heatmap_path: str | None
+    in_scope: bool | None = None  # False: the model calls the case outside its scope (no findings shown)
+    tier: str = ""  # the tier shown
+    # Per image of the case (by position): the engine result as radreview.inference.serialize
+    # writes it, the study's label first; None where the AI has none. Empty: a probability only.
+    images: tuple[dict[str, Any] | None, ...] = ()
+    problems: tuple[str, ...] = ()  # per image: why there is no result ("" where there is)
+
+    @property
+    def shows_findings(self) -> bool:
+        """Whether the reader is shown an answer (not when the case is outside the model's scope)."""
+        return self.in_scope is not False
 
 
 @dataclass(frozen=True)
@@ -671,10 +682,11 @@ class ReaderSession:
         ai: tuple[AIView, ...] = ()
         if phase == "aided":
             ai = tuple(
-                AIView(o.model, o.label, o.shown_probability, o.heatmap_path)
-                for o in session.execute(
+                # only the columns a reader's database role may read (roles.READER_SELECT)
+                _ai_view(o, len(images)) for o in session.execute(
                     select(AIOutputRow.model, AIOutputRow.label, AIOutputRow.shown_probability,
-                           AIOutputRow.heatmap_path)
+                           AIOutputRow.heatmap_path, AIOutputRow.in_scope, AIOutputRow.shown_tier,
+                           AIOutputRow.shown_result)
                     .where(AIOutputRow.case_id == case_id).order_by(AIOutputRow.model)
                 )
             )
@@ -683,6 +695,20 @@ class ReaderSession:
             row = self._latest(session, assignment_id, "unaided")
             unaided = _saved(row, code) if row is not None else None
         return CaseView(assignment_id, code, images, phase, sess.number, position + 1, total, ai, unaided)
+
+
+def _ai_view(row: Any, n_images: int) -> AIView:
+    """What the reader is shown of one AI output (``shown_result``: on sham cases the altered results)."""
+    payload = row.shown_result if isinstance(row.shown_result, dict) else None
+    images: list[dict[str, Any] | None] = [None] * n_images if payload else []
+    problems = [""] * len(images)
+    for item in (payload or {}).get("images", []):
+        position = item.get("position") if isinstance(item, dict) else None
+        if isinstance(position, int) and 0 <= position < n_images:
+            images[position] = item.get("result")
+            problems[position] = str(item.get("problem") or "")
+    return AIView(row.model, row.label, row.shown_probability, row.heatmap_path, row.in_scope,
+                  row.shown_tier or "", tuple(images), tuple(problems))
 
 
 def _saved(row: Mapping[str, Any], code: str) -> SavedRead:

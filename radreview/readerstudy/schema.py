@@ -186,6 +186,16 @@ class AIOutputRow(Base):
     shown_probability: Mapped[float] = mapped_column(Float)
     sham: Mapped[bool] = mapped_column(Boolean, default=False)
     heatmap_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The model's scope verdict for the case (null: no scope check), the label's tier at the case
+    # probability and the tier shown (they differ on sham cases), and the per-image results the
+    # reading window shows (readerstudy.ai_inputs.STUDY_AI_FORMAT; null: a probability only).
+    in_scope: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    tier: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    shown_tier: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # what the reader is shown of ``result`` ({"images": [...]}: on sham cases the altered answers);
+    # the only results column a reader's database role may read
+    shown_result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class AuditRow(Base):

@@ -43,7 +43,8 @@ def scripted_answer(reader: str, view: CaseView, unaided_confidence: dict[str, f
 
     Unaided: the confidence from ``unaided_confidence`` (an answer key) or a hash of reader and case.
     Aided: that confidence moved towards the AI shown by ``ai_weight``; agreement is whether the
-    decision matches the AI's shown call at 50.
+    decision matches the AI's shown call at 50. Where the AI calls the case outside its scope it
+    shows no answer: the reader keeps their own confidence and gives no agreement.
     """
     # Whole numbers, as a reader sets them in the reading window's spin box.
     if unaided_confidence is not None and view.case_code in unaided_confidence:
@@ -52,11 +53,12 @@ def scripted_answer(reader: str, view: CaseView, unaided_confidence: dict[str, f
         own = float(round(_hashed_confidence(reader, view.case_code)))
     confidence = own
     agreement = None
-    if view.phase == "aided" and view.ai:
+    shown = view.phase == "aided" and bool(view.ai) and view.ai[0].shows_findings
+    if shown:
         ai = view.ai[0].probability * 100.0
         confidence = float(round((1.0 - ai_weight) * own + ai_weight * ai))
     decision = int(confidence >= 50.0)
-    if view.phase == "aided" and view.ai:
+    if shown:
         agreement = "agree" if decision == int(view.ai[0].probability * 100.0 >= 50.0) else "disagree"
     rating = 1 + min(4, int(confidence // 20))
     return Answer(decision, confidence, rating, agreement, f"scripted {view.phase}")

@@ -1,13 +1,19 @@
 """Statistics of a reader study, computed with :mod:`radreview.metrics` from the latest reads.
 
-Per reader and modality (unaided / aided), and for each AI model as one more reader:
+Per reader and modality (unaided / aided), and for each AI model as one more reader, all on the
+same cases: those every reader who has read has read in every modality (a reader still reading
+shrinks them; the notes say so and how many reads were left out):
 - AUC with its DeLong CI. A reader's score is the 0-100 confidence, or the 5-point rating when
-  the study has no 0-100 scale; the AI's score is its real (not sham) probability;
-- sensitivity and specificity (Wilson CIs) of the reader's explicit decision, and of the AI at the
-  study threshold (probability x 100 >= threshold);
+  the study has no 0-100 scale; the AI's score is its real (not sham) probability. Where DeLong is
+  unreliable (fewer than 10 positive or negative cases, or an AUC of 0 or 1) the interval shown is
+  the conservative one of :mod:`radreview.metrics.small_sample`, and the figure is flagged;
+- sensitivity and specificity of the reader's explicit decision, and of the AI at the study
+  threshold (probability x 100 >= threshold): Wilson CIs, or exact Clopper-Pearson ones where the
+  normal approximation fails (fewer than 5 successes or failures);
 - Cohen's kappa of the decision against the truth and against the AI's call *as shown* (on sham
   cases the altered output; in the unaided modality the output that would have been shown), and
-  the rate of agreement with that call;
+  the rate of agreement with that call, over the cases where the AI showed a call (not the cases
+  it called outside its scope, where readers were shown no finding);
 Across readers: Fleiss' kappa of the decisions per modality. Between modalities: how often the
 aided decision differed from the same reader's unaided one, towards or away from the truth (and
 on sham cases, towards the sham AI). Reader-averaged AUC aided vs unaided: Obuchowski-Rockette
@@ -16,6 +22,7 @@ with DeLong covariances and Hillis' denominator degrees of freedom (random reade
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +40,12 @@ from radreview.metrics import (
     ratings_to_counts,
 )
 from radreview.metrics.agreement import agreement_proportion
+from radreview.metrics.small_sample import (
+    MIN_CASES_PER_CLASS,
+    auc_conservative_interval,
+    delong_unreliable_reason,
+    proportion_interval,
+)
 from radreview.readerstudy.coordinator import Coordinator
 
 MODALITIES = ("unaided", "aided")
@@ -72,13 +85,31 @@ class ReaderFigures:
     agreement_with_ai: Any | None  # metrics.Proportion
     mean_time_ms: float | None = None
     roc_scores: tuple[list[int], list[float]] = field(default=([], []), repr=False)
+    # The AUC interval shown: DeLong's, or the conservative one where DeLong is unreliable.
+    auc_lower: float = math.nan
+    auc_upper: float = math.nan
+    auc_ci_method: str = "delong"
+    ci_methods: dict[str, str] = field(default_factory=dict)  # sensitivity/specificity -> method
+    warning: str = ""  # why the figure rests on too few cases ("" when it does not)
+
+    @property
+    def n_positive(self) -> int:
+        return int(self.auc.n_positive)
+
+    @property
+    def n_negative(self) -> int:
+        return int(self.auc.n_negative)
 
     def to_dict(self) -> dict[str, Any]:
         return _plain({
             "reader": self.reader, "modality": self.modality, "is_ai": self.is_ai,
-            "n_cases": self.n_cases, "auc": self.auc, "operating_point": self.operating_point,
+            "n_cases": self.n_cases, "n_positive": self.n_positive, "n_negative": self.n_negative,
+            "auc": self.auc, "auc_ci": {"lower": self.auc_lower, "upper": self.auc_upper,
+                                        "method": self.auc_ci_method},
+            "operating_point": self.operating_point, "ci_methods": self.ci_methods,
             "kappa_truth": self.kappa_truth, "kappa_ai": self.kappa_ai,
             "agreement_with_ai": self.agreement_with_ai, "mean_time_ms": self.mean_time_ms,
+            "warning": self.warning,
         })
 
 
@@ -92,6 +123,8 @@ class StudyStatistics:
     sham_followed: dict[str, dict[str, int]]  # reader -> counts on sham cases
     mrmc: Any | None  # metrics.ORResult
     notes: list[str]
+    warnings: list[str] = field(default_factory=list)  # figures resting on too few cases
+    cases_used: list[str] = field(default_factory=list)  # the cases every figure of the table uses
 
     def to_dict(self) -> dict[str, Any]:
         mrmc = None
@@ -108,6 +141,7 @@ class StudyStatistics:
             "readers": [r.to_dict() for r in self.readers],
             "fleiss_kappa": self.fleiss, "decision_changes": self.changes,
             "sham_followed": self.sham_followed, "mrmc": mrmc, "notes": self.notes,
+            "warnings": self.warnings, "cases_used": self.cases_used,
         })
 
 
@@ -119,43 +153,59 @@ def compute_statistics(coordinator: Coordinator, confidence: float = 0.95) -> St
     cases = {c.code: c for c in coordinator.cases()}
     outputs = coordinator.ai_outputs()
     models = sorted({o.model for o in outputs})
-    shown_call: dict[str, int] = {}
+    shown_call: dict[str, int] = {}  # the AI's call as shown, where it showed one
     sham_cases = set()
+    out_of_scope = set()
     if models:
         for o in outputs:
             if o.model == models[0]:
-                shown_call[o.case] = int(o.shown_probability * 100.0 >= threshold)
+                if o.in_scope is False:
+                    out_of_scope.add(o.case)
+                else:
+                    shown_call[o.case] = int(o.shown_probability * 100.0 >= threshold)
                 if o.sham:
                     sham_cases.add(o.case)
     reads = coordinator.reads()
     notes: list[str] = []
+    warnings: list[str] = []
     figures: list[ReaderFigures] = []
     by_key: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for read in reads:
         by_key.setdefault((read["reader"], read["modality"]), {})[read["case"]] = read
     readers = coordinator.readers()
+    used = _common_cases(by_key, cases, outputs, notes)
     for modality in MODALITIES:
         for reader in readers:
             rows = by_key.get((reader, modality))
             if not rows:
                 continue
+            rows = {c: r for c, r in rows.items() if c in used}
             figure = _reader_figures(reader, modality, rows, cases, shown_call, score_key, confidence, notes)
             if figure is not None:
                 figures.append(figure)
     for model in models:
-        mine = [o for o in outputs if o.model == model]
+        mine = [o for o in outputs if o.model == model and o.case in used]
         y = [cases[o.case].truth for o in mine]
         probs = [o.probability for o in mine]
         calls = [int(p * 100.0 >= threshold) for p in probs]
         if len(set(y)) < 2:
             notes.append(f"AI {model}: the cases need both truths for an AUC")
             continue
-        figures.append(ReaderFigures(
+        outside = sum(1 for o in mine if o.in_scope is False)
+        if outside:
+            notes.append(f"AI {model}: {outside} of {len(mine)} cases outside its scope (readers were shown no "
+                         "finding there); its probabilities on them count in its AUC and operating point, not in "
+                         "agreement with the AI")
+        figures.append(_with_small_sample_intervals(ReaderFigures(
             reader=model, modality=AI_MODALITY, is_ai=True, n_cases=len(mine),
             auc=auc_ci(y, probs, confidence), operating_point=operating_point(y, [p * 100 for p in probs], threshold, confidence),
             kappa_truth=cohen_kappa(calls, y, categories=[0, 1], confidence=confidence),
             kappa_ai=None, agreement_with_ai=None, roc_scores=(y, probs),
-        ))
+        ), confidence))
+    warnings += [f"{f.reader}{' (AI)' if f.is_ai else ''}, {f.modality}: {f.warning}" for f in figures if f.warning]
+    if out_of_scope:
+        notes.append(f"{len(out_of_scope)} case(s) outside the AI's scope: no AI call was shown there, so they are "
+                     "left out of kappa and agreement with the AI")
     fleiss = {}
     for modality in MODALITIES:
         present = [r for r in readers if (r, modality) in by_key]
@@ -188,14 +238,52 @@ def compute_statistics(coordinator: Coordinator, confidence: float = 0.95) -> St
                 "sham_cases_read": len(on_sham),
                 "changed_towards_sham_ai": sum(
                     1 for c in on_sham
-                    if unaided[c]["decision"] != aided[c]["decision"] and aided[c]["decision"] == shown_call[c]
+                    if unaided[c]["decision"] != aided[c]["decision"] and aided[c]["decision"] == shown_call.get(c)
                 ),
-                "aided_agrees_with_sham_ai": sum(1 for c in on_sham if aided[c]["decision"] == shown_call[c]),
+                "aided_agrees_with_sham_ai": sum(1 for c in on_sham if aided[c]["decision"] == shown_call.get(c)),
             }
     if all_before:
         changes["all readers"] = decision_changes(all_before, all_after, all_truth, confidence)
-    mrmc = _mrmc(readers, by_key, cases, score_key, notes)
-    return StudyStatistics(design, score_key, figures, fleiss, changes, sham_followed, mrmc, notes)
+    mrmc = _mrmc(readers, by_key, cases, score_key, notes, warnings)
+    return StudyStatistics(design, score_key, figures, fleiss, changes, sham_followed, mrmc, notes, warnings,
+                           sorted(used))
+
+
+def _common_cases(by_key, cases, outputs, notes: list[str]) -> set[str]:  # type: ignore[no-untyped-def]
+    """The cases every reader-modality with reads has read (all cases with AI when none has)."""
+    if not by_key:
+        return {o.case for o in outputs} or set(cases)
+    common = set.intersection(*(set(rows) for rows in by_key.values()))
+    left = sum(len(set(rows) - common) for rows in by_key.values())
+    if left:
+        behind = ", ".join(f"{r} {m} {len(rows)}" for (r, m), rows in sorted(by_key.items()) if len(rows) > len(common))
+        notes.append(f"reader and AI figures use the {len(common)} case(s) every reader has read in every modality; "
+                     f"{left} read(s) of other cases are left out until the others catch up (reads per reader and "
+                     f"modality where more: {behind})")
+    return common
+
+
+def _with_small_sample_intervals(figure: ReaderFigures, confidence: float) -> ReaderFigures:
+    """The AUC interval and sensitivity/specificity CIs that hold on this figure's number of cases."""
+    auc = figure.auc
+    reason = delong_unreliable_reason(auc.auc, auc.n_positive, auc.n_negative)
+    lower, upper, method = auc.lower, auc.upper, "delong"
+    if reason:
+        lower, upper = auc_conservative_interval(auc.auc, auc.n_positive, auc.n_negative, confidence)
+        method = "conservative (Birnbaum-Klose bound)"
+    op = figure.operating_point
+    sensitivity, sens_method = proportion_interval(op.sensitivity.successes, op.sensitivity.n, confidence)
+    specificity, spec_method = proportion_interval(op.specificity.successes, op.specificity.n, confidence)
+    warning = ""
+    if min(auc.n_positive, auc.n_negative) < MIN_CASES_PER_CLASS:
+        warning = (f"rests on {auc.n_positive} positive and {auc.n_negative} negative cases (fewer than "
+                   f"{MIN_CASES_PER_CLASS} of each): AUC, sensitivity and specificity are unreliable")
+    elif reason:
+        warning = f"DeLong's interval is unreliable ({reason}): the conservative interval is shown"
+    return dataclasses.replace(
+        figure, operating_point=dataclasses.replace(op, sensitivity=sensitivity, specificity=specificity),
+        auc_lower=lower, auc_upper=upper, auc_ci_method=method,
+        ci_methods={"sensitivity": sens_method, "specificity": spec_method}, warning=warning)
 
 
 def _reader_figures(reader: str, modality: str, rows: dict[str, dict[str, Any]], cases, shown_call,  # type: ignore[no-untyped-def]
@@ -215,7 +303,7 @@ def _reader_figures(reader: str, modality: str, rows: dict[str, dict[str, Any]],
         kappa_ai = cohen_kappa(mine, ai, categories=[0, 1], confidence=confidence)
         agreement = agreement_proportion(mine, ai, confidence)
     times = [rows[c]["total_time_ms"] for c in codes if rows[c]["total_time_ms"] is not None]
-    return ReaderFigures(
+    return _with_small_sample_intervals(ReaderFigures(
         reader=reader, modality=modality, is_ai=False, n_cases=len(codes),
         auc=auc_ci(y, scores, confidence),
         operating_point=operating_point(y, decisions, 0.5, confidence),
@@ -223,7 +311,7 @@ def _reader_figures(reader: str, modality: str, rows: dict[str, dict[str, Any]],
         kappa_ai=kappa_ai, agreement_with_ai=agreement,
         mean_time_ms=float(np.mean(times)) if times else None,
         roc_scores=(y, scores),
-    )
+    ), confidence)
 
 
 def mrmc_records(readers, by_key, cases, score_key: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
@@ -239,7 +327,7 @@ def mrmc_records(readers, by_key, cases, score_key: str) -> list[dict[str, Any]]
     ]
 
 
-def _mrmc(readers, by_key, cases, score_key: str, notes: list[str]):  # type: ignore[no-untyped-def]
+def _mrmc(readers, by_key, cases, score_key: str, notes: list[str], warnings: list[str] | None = None):  # type: ignore[no-untyped-def]
     records = mrmc_records(readers, by_key, cases, score_key)
     if not records:
         notes.append("no MRMC comparison: it needs two or more readers with unaided and aided reads")
@@ -247,6 +335,11 @@ def _mrmc(readers, by_key, cases, score_key: str, notes: list[str]):  # type: ig
     n_cases = len({r["case"] for r in records})
     if n_cases < len(cases):
         notes.append(f"MRMC analysis on the {n_cases} of {len(cases)} cases that every reader read in both modalities")
+    truths = [cases[c].truth for c in {r["case"] for r in records}]
+    n_pos, n_neg = sum(truths), len(truths) - sum(truths)
+    if warnings is not None and min(n_pos, n_neg) < MIN_CASES_PER_CLASS:
+        warnings.append(f"MRMC comparison rests on {n_pos} positive and {n_neg} negative cases (fewer than "
+                        f"{MIN_CASES_PER_CLASS} of each): its F test and intervals are unreliable")
     try:
         return or_analysis(MrmcData.from_records(records), covariance="delong")
     except ValueError as exc:

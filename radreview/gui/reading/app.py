@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QWidget
@@ -21,9 +22,14 @@ def study_name(db, requested: str | None) -> str:  # type: ignore[no-untyped-def
 
 
 def open_reading_window(db_target: str, study: str | None = None, reader: str | None = None,
-                        parent: QWidget | None = None) -> ReadingWindow | None:
+                        parent: QWidget | None = None,
+                        on_signed_in: Callable[[], None] | None = None) -> ReadingWindow | None:
     """Open the study, sign the reader in and show the reading window (None if cancelled or the
-    study cannot be opened; the reason is shown in a message box)."""
+    study cannot be opened; the reason is shown in a message box).
+
+    ``on_signed_in`` runs once the reader is signed in, before the reading window exists: the
+    viewer closes its images and AI there (blinding, docs/reader_study.md).
+    """
     try:
         db = open_database(db_target, must_exist=True)
         name = study_name(db, study)
@@ -34,6 +40,8 @@ def open_reading_window(db_target: str, study: str | None = None, reader: str | 
     if dialog.exec() != QDialog.DialogCode.Accepted or dialog.reader_session is None:
         db.close()
         return None
+    if on_signed_in is not None:
+        on_signed_in()
     window = ReadingWindow(dialog.reader_session)
     window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     window.destroyed.connect(lambda *_: db.close())
