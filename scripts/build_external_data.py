@@ -568,6 +568,25 @@ def build(spec: Spec, mirror_root: Path, out_root: Path, ref: dict) -> dict:
     return report
 
 
+def write_external_region_set(out: Path) -> Path | None:
+    """external/regions_knee_ddh.csv: the knee test split (leg) and the DDH pelvis films (hip) as
+    one labelled set that ``radreview evaluate --split all`` reads (path,leg,hip,group)."""
+    knee, ddh = out / "knee_oa_chen2018" / "manifest.csv", out / "ddh_fraiwan_radoss" / "manifest.csv"
+    if not knee.is_file() or not ddh.is_file():
+        return None
+    rows = [{"path": f"../knee_oa_chen2018/{r['path']}", "leg": 1, "hip": 0, "group": f"knee{r['group']}"}
+            for r in csv.DictReader(open(knee, newline="", encoding="utf-8")) if r["split_hint"] == "test"]
+    rows += [{"path": f"../ddh_fraiwan_radoss/{r['path']}", "leg": 0, "hip": 1, "group": f"ddh{r['path']}"}
+             for r in csv.DictReader(open(ddh, newline="", encoding="utf-8"))]
+    target = out / "external" / "regions_knee_ddh.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "leg", "hip", "group"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return target
+
+
 def main(argv: Iterable[str] | None = None) -> int:
     repo_root = Path(__file__).resolve().parents[1]
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -586,6 +605,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     for name in args.only or list(SPECS):
         rep = build(SPECS[name], args.mirror_root, out, ref)
         print(json.dumps({k: v for k, v in rep.items() if k != "matched_rows"}))
+    external = write_external_region_set(out)
+    if external:
+        print(f"external region set: {external}", file=sys.stderr)
     return 0
 
 

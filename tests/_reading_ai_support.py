@@ -9,10 +9,10 @@ inside its scope, a bright flat frame and a frame of noise are outside. Its cut-
 from __future__ import annotations
 
 import csv
-import dataclasses
 from pathlib import Path
 
 import numpy as np
+from _scoped_models import build_scoped_model, dark_images
 from PIL import Image
 
 from radreview.cli import main
@@ -23,42 +23,17 @@ STUDY = "scope-study"
 
 
 def blob_frames(n: int, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        image = rng.integers(0, 40, (96, 80)).astype(np.uint8)
-        r, c = rng.integers(10, 50), rng.integers(10, 40)
-        image[r:r + 30, c:c + 25] = rng.integers(180, 255)
-        out.append(image)
-    return out
+    return dark_images(n, seed)
 
 
 def write_scoped_model(folder: Path) -> Path:
-    import onnx
-    import onnxruntime as ort
-
-    from radreview.inference.card import CARD_METADATA_KEY, ModelCard, OperatingPoints, write_card
-    from radreview.inference.preprocess import prepare
-    from radreview.inference.scope import fit_scope
-    from radreview.inference.toy import toy_card, write_toy_model
-    from radreview.training.calibrate import add_features_output
+    """A one-label fracture model with a fitted scope check (tests/_scoped_models.py)."""
+    from radreview.inference.card import OperatingPoints
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "scoped.onnx"
-    write_toy_model(path, toy_card("scoped", [("fractured", "fracture")]))
-    model = onnx.load(str(path))
-    card = ModelCard.from_json({p.key: p.value for p in model.metadata_props}[CARD_METADATA_KEY])
-    onnx.save(add_features_output(model), str(path))
-    card = write_card(path, card)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-    def features(frames):  # type: ignore[no-untyped-def]
-        return session.run(["features"], {"image": np.stack([prepare(f, card.input)[0] for f in frames])})[0]
-
-    scope = fit_scope(features(blob_frames(300, 0)), features(blob_frames(120, 1)), components=4)
-    label = dataclasses.replace(card.labels[0], operating_points=OperatingPoints(
-        0.05, 0.12, basis={"n_pos": 40, "n_neg": 80, "split": "validation"}))
-    write_card(path, dataclasses.replace(card, labels=(label,), scope=scope.to_dict()))
+    ops = OperatingPoints(0.05, 0.12, basis={"n_pos": 40, "n_neg": 80, "split": "validation"})
+    build_scoped_model(path, "scoped", [("fractured", "fracture")], {"fractured": {"operating_points": ops}})
     return path
 
 

@@ -51,29 +51,37 @@ def _features(path: Path, card: ModelCard, images: list[np.ndarray]) -> np.ndarr
     return session.run(["features"], {"image": batch})[0]
 
 
-def write_scoped_model(path: Path, name: str = "scoped", span_logits: float | None = 3.0) -> ModelCard:
-    """A fracture + hardware model with a fitted scope check and calibration.
-
-    On dark-with-blob images (inside its scope) "fractured" is *likely* (calibrated p ~ 0.75,
-    cut-offs 0.3 / 0.6) and "hardware" *below* (p ~ 0.03). ``span_logits``: the card's colour span.
-    """
+def build_scoped_model(path: Path, name: str, labels: list[tuple[str, str]],
+                       overrides: dict[str, dict] | None = None, cam: dict | None = None) -> ModelCard:
+    """A toy model with a ``features`` output and a scope check fitted on dark-with-blob images;
+    ``overrides`` sets label fields (calibration, operating_points) by label name."""
     import onnx
 
     from radreview.training.calibrate import add_features_output
 
-    write_toy_model(path, toy_card(name, [("fractured", "fracture"), ("hardware", "hardware")]))
+    write_toy_model(path, toy_card(name, labels))
     model = onnx.load(str(path))
     card = ModelCard.from_json({p.key: p.value for p in model.metadata_props}[CARD_METADATA_KEY])
     onnx.save(add_features_output(model), str(path))
     card = write_card(path, card)
     scope = fit_scope(_features(path, card, dark_images(300, 0)), _features(path, card, dark_images(120, 1)),
                       components=4)
+    new_labels = tuple(dataclasses.replace(label, **(overrides or {}).get(label.name, {})) for label in card.labels)
+    return write_card(path, dataclasses.replace(card, labels=new_labels, scope=scope.to_dict(), cam=cam or {}))
+
+
+def write_scoped_model(path: Path, name: str = "scoped", span_logits: float | None = 3.0) -> ModelCard:
+    """A fracture + hardware model with a fitted scope check and calibration.
+
+    On dark-with-blob images (inside its scope) "fractured" is *likely* (calibrated p ~ 0.75,
+    cut-offs 0.3 / 0.6) and "hardware" *below* (p ~ 0.03). ``span_logits``: the card's colour span.
+    """
     ops = OperatingPoints(0.3, 0.6, basis={"split": "validation", "n_pos": 40, "n_neg": 80})
-    fractured, hardware = card.labels
-    labels = (dataclasses.replace(fractured, calibration=Calibration("platt", 4.0, 8.0, "test"), operating_points=ops),
-              dataclasses.replace(hardware, calibration=Calibration("platt", 1.0, -2.0, "test"), operating_points=ops))
-    cam = {"span_logits": span_logits} if span_logits else {}
-    return write_card(path, dataclasses.replace(card, labels=labels, scope=scope.to_dict(), cam=cam))
+    return build_scoped_model(
+        path, name, [("fractured", "fracture"), ("hardware", "hardware")],
+        {"fractured": {"calibration": Calibration("platt", 4.0, 8.0, "test"), "operating_points": ops},
+         "hardware": {"calibration": Calibration("platt", 1.0, -2.0, "test"), "operating_points": ops}},
+        {"span_logits": span_logits} if span_logits else {})
 
 
 def write_unreliable_model(path: Path, name: str = "plain") -> ModelCard:

@@ -8,12 +8,10 @@ import json
 import math
 
 import numpy as np
-import onnx
 import pytest
 
 from radreview.inference.aggregate import aggregate_studies
 from radreview.inference.card import (
-    CARD_METADATA_KEY,
     Calibration,
     ModelCard,
     OperatingPoints,
@@ -33,7 +31,8 @@ from radreview.inference.registry import check_model_file, discover
 from radreview.inference.scope import ScopeCheck, ScopeError, fit_scope, rejection_rate
 from radreview.inference.toy import toy_card, write_toy_model
 from radreview.metrics.calibration import expected_calibration_error, fit_logit_calibration
-from radreview.training.calibrate import add_features_output, calibrated_card
+from _scoped_models import build_scoped_model, dark_images
+from radreview.training.calibrate import calibrated_card
 
 
 # -- the scope statistics ------------------------------------------------------------------------
@@ -108,48 +107,13 @@ def test_calibration_needs_both_classes():
 
 
 # -- models with a scope check and calibration ----------------------------------------------------
-def _with_features(path):
-    model = onnx.load(str(path))
-    card = ModelCard.from_json({p.key: p.value for p in model.metadata_props}[CARD_METADATA_KEY])
-    onnx.save(add_features_output(model), str(path))
-    return write_card(path, card)
-
-
-def _features_of(path, card, images):
-    """The graph's pooled features, straight from onnxruntime (the card has no scope yet)."""
-    import onnxruntime as ort
-
-    from radreview.inference.preprocess import prepare
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    batch = np.stack([prepare(image, card.input)[0] for image in images])
-    return session.run(["features"], {"image": batch})[0]
-
-
-def dark_images(n, seed=0):
-    """Radiograph-like stand-ins for 'the training images': dark frames with a bright blob."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        image = rng.integers(0, 40, (96, 80)).astype(np.uint8)
-        r, c = rng.integers(10, 50), rng.integers(10, 40)
-        image[r:r + 30, c:c + 25] = rng.integers(180, 255)
-        out.append(image)
-    return out
-
-
 @pytest.fixture(scope="module")
 def scoped_model(tmp_path_factory):
     """A toy fracture model with a real scope check fitted on dark-with-blob images, and calibration."""
-    folder = tmp_path_factory.mktemp("scoped")
-    path = folder / "scoped.onnx"
-    write_toy_model(path, toy_card("scoped", [("fractured", "fracture")]))
-    card = _with_features(path)
-    train, val = dark_images(300, 0), dark_images(120, 1)
-    scope = fit_scope(_features_of(path, card, train), _features_of(path, card, val), components=4)
-    label = dataclasses.replace(card.labels[0], calibration=Calibration("platt", 0.5, -1.0, "test"),
-                                operating_points=OperatingPoints(0.2, 0.6, basis={"n_pos": 40, "n_neg": 80}))
-    write_card(path, dataclasses.replace(card, labels=(label,), scope=scope.to_dict()))
+    path = tmp_path_factory.mktemp("scoped") / "scoped.onnx"
+    build_scoped_model(path, "scoped", [("fractured", "fracture")], {"fractured": {
+        "calibration": Calibration("platt", 0.5, -1.0, "test"),
+        "operating_points": OperatingPoints(0.2, 0.6, basis={"n_pos": 40, "n_neg": 80})}})
     return path
 
 
