@@ -22,9 +22,11 @@ import numpy as np
 
 from radreview import RESEARCH_USE_NOTICE
 from radreview.inference.aggregate import StudyLabelResult, aggregate_studies
-from radreview.inference.cam import CamDisplay, blend, gate_probability
+from radreview.inference.cam import CamDisplay, gate_probability
 from radreview.inference.engine import Engine, ImageResult, Prepared
-from radreview.inference.preprocess import cam_to_image, display_shape, to_display_gray
+from radreview.inference.fast_decode import display_gray
+from radreview.inference.heatmap_files import encode, overlay
+from radreview.inference.preprocess import cam_to_image, display_shape
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -55,34 +57,46 @@ class BatchResult:
     problems: list[tuple[Path, str]] = field(default_factory=list)  # files that could not be used
     cam_files: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    # CPU time of the threads in each stage: unlike ``seconds``, not inflated by other processes
+    cpu_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     wall_seconds: float = 0.0
     cancelled: bool = False
 
 
 class _Timer:
-    """Thread-safe sum of the time spent in each stage (stages overlap, so shares may exceed the wall)."""
+    """Thread-safe sum of the time spent in each stage (stages overlap, so shares may exceed the wall),
+    as wall time and as the CPU time of the thread that did it."""
 
-    def __init__(self, totals: dict[str, float]) -> None:
+    def __init__(self, totals: dict[str, float], cpu_totals: dict[str, float] | None = None) -> None:
         self.totals = totals
+        self.cpu_totals = cpu_totals if cpu_totals is not None else dict.fromkeys(totals, 0.0)
         self.lock = threading.Lock()
+
+    @staticmethod
+    def mark() -> tuple[float, float]:
+        return time.perf_counter(), time.thread_time()
+
+    def since(self, stage: str, mark: tuple[float, float]) -> tuple[float, float]:
+        """Add the time since ``mark`` to ``stage``; returns a new mark."""
+        now = self.mark()
+        with self.lock:
+            self.totals[stage] += now[0] - mark[0]
+            self.cpu_totals[stage] += now[1] - mark[1]
+        return now
 
     def add(self, stage: str, seconds: float) -> None:
         with self.lock:
             self.totals[stage] += seconds
 
 
-def _load(entry, engine: Engine, timer: _Timer, keep_display: bool) -> tuple[Prepared, np.ndarray | None]:
-    from radreview.studies import decode_image, render_display
-
-    start = time.perf_counter()
-    decoded = decode_image(entry)
-    display = render_display(decoded)
-    middle = time.perf_counter()
-    timer.add("decode", middle - start)
-    gray = to_display_gray(display)
+def _load(entry, engine: Engine, timer: _Timer, keep_side: int) -> tuple[Prepared, np.ndarray | None]:
+    """Decode (no larger than the models and, with ``keep_side``, the heatmap files need) and preprocess."""
+    mark = timer.mark()
+    gray = display_gray(entry, [(s.height, s.width) for s in engine.specs.values()], keep_side)
+    mark = timer.since("decode", mark)
     prepared = engine.prepare(gray)
-    timer.add("preprocess", time.perf_counter() - middle)
-    return prepared, (gray if keep_display else None)
+    timer.since("preprocess", mark)
+    return prepared, (gray if keep_side else None)
 
 
 def _process_chunk(chunk: list[int], entries, image_ids: list[str], engine: Engine, timer: _Timer,
@@ -99,15 +113,15 @@ def _process_chunk(chunk: list[int], entries, image_ids: list[str], engine: Engi
     loaded: list[tuple[int, Prepared, np.ndarray | None]] = []
     for k in chunk:
         try:
-            prepared, gray = _load(entries[k], engine, timer, cam_path is not None)
+            prepared, gray = _load(entries[k], engine, timer, cam_args[5] if cam_path is not None else 0)
         except Exception as exc:  # StudyLoadError, ImageInputError, decoder errors: skip the file
             rows.append((k, None, exc, []))
         else:
             loaded.append((k, prepared, gray))
     if loaded:
-        start = time.perf_counter()
+        mark = timer.mark()
         results = engine.infer([p for _, p, _ in loaded], with_cam=True)
-        timer.add("inference", time.perf_counter() - start)
+        timer.since("inference", mark)
         for (k, _, gray), result in zip(loaded, results):
             files: list[Path] = []
             if cam_path is not None and gray is not None:
@@ -117,9 +131,10 @@ def _process_chunk(chunk: list[int], entries, image_ids: list[str], engine: Engi
 
 
 def _write_cams(image_id: str, result: ImageResult, gray: np.ndarray, cam_dir: Path, display: CamDisplay,
-                colormap: str, opacity: float, all_labels: bool, max_side: int, gate: str) -> list[Path]:
+                colormap: str, opacity: float, all_labels: bool, max_side: int, gate: str,
+                fmt: str = "png") -> list[Path]:
+    """One overlay file per label at or above its gate, at display resolution (at most ``max_side``)."""
     from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
 
     written = []
     shape = display_shape(*gray.shape, max_side=max_side)
@@ -131,13 +146,11 @@ def _write_cams(image_id: str, result: ImageResult, gray: np.ndarray, cam_dir: P
         if not all_labels and label.probability < threshold:
             continue  # an honest overlay of a below-threshold label is empty: skip the file
         heat = display.intensity(cam_to_image(label.cam, label.geometry, shape), label.probability, threshold)
-        path = cam_dir / f"{image_id}_{label.model}_{label.label}.png"
-        info = PngInfo()
-        info.add_text("Description", f"{label.display_name} heatmap, {label.model} {label.version}, "
-                                     f"p={label.probability:.3f} ({label.tier}); {display.mode} scale. "
-                                     f"{RESEARCH_USE_NOTICE}")
-        info.add_text("Software", "radreview")
-        Image.fromarray(blend(base, heat, colormap, opacity)).save(path, compress_level=1, pnginfo=info)
+        path = cam_dir / f"{image_id}_{label.model}_{label.label}.{'jpg' if fmt == 'jpeg' else fmt}"
+        text = {"Description": f"{label.display_name} heatmap, {label.model} {label.version}, "
+                               f"p={label.probability:.3f} ({label.tier}); {display.mode} scale. {RESEARCH_USE_NOTICE}",
+                "Software": "radreview"}
+        path.write_bytes(encode(overlay(base, heat, colormap, opacity), fmt, text))
         written.append(path)
     return written
 
@@ -155,19 +168,24 @@ def predict_paths(
     cam_max_side: int = 1024,
     workers: int = 2,
     cam_gate: str = "likely",
+    cam_format: str = "png",
 ) -> BatchResult:
     """Index ``paths``, run the chain on every image, aggregate per study.
 
     ``progress(done, total)`` counts images; ``cancel()`` is checked between batches and stops
     the run with what is done so far (``cancelled`` set).
     """
+    from radreview.inference.heatmap_files import CAM_FORMATS
     from radreview.studies import index_paths
 
+    if cam_format not in CAM_FORMATS:
+        raise ValueError(f"unknown heatmap format {cam_format!r}; choose one of {', '.join(CAM_FORMATS)}")
     out = BatchResult()
-    timer = _Timer(out.seconds)
+    timer = _Timer(out.seconds, out.cpu_seconds)
     wall_start = time.perf_counter()
+    mark = timer.mark()
     index = index_paths(paths, cancel=cancel)
-    timer.add("index", time.perf_counter() - wall_start)
+    timer.since("index", mark)
     out.problems.extend((p.path, p.reason) for p in index.problems)
     if getattr(index, "cancelled", False):
         out.cancelled = True
@@ -186,7 +204,7 @@ def predict_paths(
         cam_path.mkdir(parents=True, exist_ok=True)
     display = cam_display or CamDisplay()
     image_ids = [r.image_id for r in records]
-    cam_args = (cam_path, display, colormap, opacity, cam_all_labels, cam_max_side, cam_gate)
+    cam_args = (cam_path, display, colormap, opacity, cam_all_labels, cam_max_side, cam_gate, cam_format)
     chunks = [list(range(i, min(i + engine.batch_size, total))) for i in range(0, total, engine.batch_size)]
     in_flight = 2 * max(1, workers)  # chunks queued ahead: bounded memory, no idle worker
     done = 0
@@ -228,11 +246,11 @@ def predict_paths(
 
 
 def _timed(timer: _Timer, stage: str, function, *args):
-    start = time.perf_counter()
+    mark = timer.mark()
     try:
         return function(*args)
     finally:
-        timer.add(stage, time.perf_counter() - start)
+        timer.since(stage, mark)
 
 
 def _reason(exc: Exception, path: Path) -> str:
