@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which file of a model shipped in two precisions: auto (int8 where there is one, "
                              "made from the float32 file), int8 or float32 (to check the difference)")
     parser.add_argument("--batch-size", type=int, default=0,
-                        help="images per inference batch (default: chosen per provider and precision, "
-                             "radreview.inference.engine.default_batch_size)")
+                        help="images per inference batch (default: 1 on the CPU, 16 on an accelerator; "
+                             "measured in docs/performance.md)")
     parser.add_argument("--threads", type=int, default=1,
                         help="onnxruntime threads per model (default 1: the workers run side by side)")
     parser.add_argument("--workers", type=int, default=0,
