@@ -27,6 +27,9 @@ def add_quantize_options(parser: argparse.ArgumentParser, default_images: int) -
                         help=f"training images that set the activation ranges (default {default_images})")
     parser.add_argument("--calibration-method", default="minmax", choices=("minmax", "percentile", "entropy"),
                         help="how the activation ranges are set from them (default minmax)")
+    parser.add_argument("--stem-convs", type=int, default=3,
+                        help="convolutions from the input kept float (default 3: EfficientNet-Lite0's stem and first "
+                             "block, which quantise worst)")
     parser.add_argument("--refit", default="auto", choices=("auto", "always", "never"),
                         help="refit scope check, calibration and operating points on the int8 outputs: auto "
                              "(when the float32 scope statistics do not hold for the int8 features), always, never")
@@ -60,7 +63,7 @@ def quantize_and_report(model, data, split_file, out, args: argparse.Namespace, 
         card, report = quantize_model_file(
             model, data, split_file, out, calibration_images=args.calibration_images,
             cache_dir=args.cache_dir, method=args.calibration_method, refit=args.refit, progress=progress,
-            gate=Gate(args.auc_tolerance, args.tier_agreement),
+            gate=Gate(args.auc_tolerance, args.tier_agreement), stem_convs=args.stem_convs,
             fracatlas_tasks=tuple(args.fracatlas_tasks.split(",")))
     except ParityError as exc:
         progress.close()

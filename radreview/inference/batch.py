@@ -89,14 +89,13 @@ class _Timer:
             self.totals[stage] += seconds
 
 
-def _load(entry, engine: Engine, timer: _Timer, keep_side: int) -> tuple[Prepared, np.ndarray | None]:
-    """Decode (no larger than the models and, with ``keep_side``, the heatmap files need) and preprocess."""
+def _load(entry, engine: Engine, timer: _Timer, keep_display: bool) -> tuple[Prepared, np.ndarray | None]:
     mark = timer.mark()
-    gray = display_gray(entry, [(s.height, s.width) for s in engine.specs.values()], keep_side)
+    gray = display_gray(entry)
     mark = timer.since("decode", mark)
     prepared = engine.prepare(gray)
     timer.since("preprocess", mark)
-    return prepared, (gray if keep_side else None)
+    return prepared, (gray if keep_display else None)
 
 
 def _process_chunk(chunk: list[int], entries, image_ids: list[str], engine: Engine, timer: _Timer,
@@ -113,7 +112,7 @@ def _process_chunk(chunk: list[int], entries, image_ids: list[str], engine: Engi
     loaded: list[tuple[int, Prepared, np.ndarray | None]] = []
     for k in chunk:
         try:
-            prepared, gray = _load(entries[k], engine, timer, cam_args[5] if cam_path is not None else 0)
+            prepared, gray = _load(entries[k], engine, timer, cam_path is not None)
         except Exception as exc:  # StudyLoadError, ImageInputError, decoder errors: skip the file
             rows.append((k, None, exc, []))
         else:

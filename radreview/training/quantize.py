@@ -248,6 +248,9 @@ def quantize_graph(float_path: Path, out_path: Path, pixels: np.ndarray, card: M
             )
         finally:
             logging.disable(quiet)
+    if not any(node.op_type == "QuantizeLinear" for node in onnx.load(str(out_path)).graph.node):
+        raise QuantizationError(f"{float_path}: nothing was quantised: the first {stem_convs} convolution(s) kept "
+                                "float and the head are the whole model (lower the stem: --stem-convs)")
     return excluded
 
 
@@ -396,6 +399,7 @@ def quantize_model_file(
     method: str = "minmax",
     refit: str = "auto",
     gate: Gate = Gate(),
+    stem_convs: int = STEM_CONVS,
     progress: Progress = None,
     is_cancelled: CancelCheck = None,
     **dataset_options: Any,
@@ -437,13 +441,14 @@ def quantize_model_file(
     with tempfile.TemporaryDirectory() as tmp:
         int8_path = Path(tmp) / "int8.onnx"
         excluded = quantize_graph(float_model, int8_path, loaded.calibration, card, keep_head_float, method,
-                                  is_cancelled, stage(1))
+                                  is_cancelled, stage(1), stem_convs)
         quantization = {
             "method": f"onnxruntime static QDQ, per-channel int8 weights, uint8 activations, {method} calibration",
             "float32_sha256": card.weights_sha256,
             "float32_file": float_model.name,
             "calibration_set": {"split": "train", "count": len(loaded.calibration), "seed": CALIBRATION_SEED,
                                 "split_file": Path(split_file).name},
+            "gate": {"auc_tolerance": gate.auc_tolerance, "tier_agreement": gate.tier_agreement},
             "kept_float": excluded,
         }
         int8_card = replace(card, precision="int8", quantization=quantization)
