@@ -31,16 +31,19 @@ JPEG_QUALITY = 90
 
 @lru_cache(maxsize=8)
 def blend_table(colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
-    """uint8 [256 * 256, 3]: row ``heat * 256 + grey`` is the colour of a pixel of grey level
-    ``grey`` under heat level ``heat`` (0..255, 0 transparent): ``grey + alpha * (colour - grey)``
-    with the overlay's colour and alpha (:func:`radreview.inference.cam.rgba_lut`)."""
+    """uint32 [256 * 256]: entry ``heat * 256 + grey`` packs the RGB (and a spare byte) of a pixel of
+    grey level ``grey`` under heat level ``heat`` (0..255, 0 transparent): ``grey + alpha * (colour -
+    grey)`` with the overlay's colour and alpha (:func:`radreview.inference.cam.rgba_lut`). One
+    4-byte gather per pixel is about twice as fast as gathering 3-byte rows."""
     lut = rgba_lut(colormap, opacity).astype(np.float64)
     alpha = lut[:, 3:4] / 255.0  # [256, 1]
     grey = np.arange(256, dtype=np.float64)[None, :, None]  # [1, 256, 1]
-    table = grey * (1.0 - alpha[:, None, :]) + lut[:, None, :3] * alpha[:, None, :]
-    out = np.ascontiguousarray(np.rint(table).astype(np.uint8).reshape(256 * 256, 3))
-    out.setflags(write=False)
-    return out
+    rgb = np.rint(grey * (1.0 - alpha[:, None, :]) + lut[:, None, :3] * alpha[:, None, :]).astype(np.uint8)
+    rgbx = np.zeros((256, 256, 4), np.uint8)
+    rgbx[..., :3] = rgb
+    table = np.ascontiguousarray(rgbx).view(np.uint32).reshape(256 * 256)
+    table.setflags(write=False)
+    return table
 
 
 def heat_levels(intensity: np.ndarray) -> np.ndarray:
@@ -52,12 +55,14 @@ def heat_levels(intensity: np.ndarray) -> np.ndarray:
 
 
 def overlay(gray: np.ndarray, intensity: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
-    """uint8 RGB [H, W, 3]: ``gray`` [H, W] uint8 with ``intensity`` [H, W] (0..1, float32, used as
-    scratch) laid over it. Equal to :func:`radreview.inference.cam.blend` within one grey level."""
+    """uint8 RGB [H, W, 3] (a view with a spare byte per pixel): ``gray`` [H, W] uint8 with
+    ``intensity`` [H, W] (0..1, float32, used as scratch) laid over it. Equal to
+    :func:`radreview.inference.cam.blend` within one grey level."""
     index = heat_levels(intensity)
     index <<= 8
     index |= gray
-    return blend_table(colormap, float(opacity))[index]
+    packed = np.take(blend_table(colormap, float(opacity)), index)
+    return packed.view(np.uint8).reshape(*gray.shape, 4)[..., :3]
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -70,15 +75,15 @@ def png_bytes(rgb: np.ndarray, text: dict[str, str] | None = None, level: int = 
     Every row uses filter type 2 ("Up": the difference to the row above, PNG spec 9.2), which
     suits radiographs and smooth overlays; zlib releases the GIL while it compresses.
     """
-    image = np.ascontiguousarray(rgb, dtype=np.uint8)
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
-        raise ValueError(f"png_bytes expects grey [H, W] or RGB [H, W, 3], got {image.shape}")
+    image = np.asarray(rgb)
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise ValueError(f"png_bytes expects uint8 grey [H, W] or RGB [H, W, 3], got {image.dtype} {image.shape}")
     height, width = image.shape[:2]
-    raw = image.reshape(height, -1)
-    rows = np.empty((height, raw.shape[1] + 1), np.uint8)
+    rows = np.empty((height, 1 + image[0].size), np.uint8)
     rows[:, 0] = 2
-    rows[0, 1:] = raw[0]
-    np.subtract(raw[1:], raw[:-1], out=rows[1:, 1:])  # uint8 arithmetic wraps modulo 256, as PNG wants
+    pixels = rows[:, 1:].reshape(image.shape)  # filtered rows, laid out like the image (strided input is fine)
+    pixels[0] = image[0]
+    np.subtract(image[1:], image[:-1], out=pixels[1:])  # uint8 arithmetic wraps modulo 256, as PNG wants
     colour_type = 2 if image.ndim == 3 else 0
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     chunks = [_chunk(b"IHDR", header)]
