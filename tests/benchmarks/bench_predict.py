@@ -373,10 +373,16 @@ def bench_torch_section(models: dict[str, list], paths: list[Path], args) -> Non
     cores = os.cpu_count() or 2
     subset = paths[:: max(1, len(paths) // args.torch_images)][: args.torch_images]
     cards = [m.card for m in next(iter(models.values()))]
-    eager_rate, eager_ms = bench_torch(subset, cards)
-    print(f"4. torch eager ({torch.get_num_threads()} threads), one image at a time, same architecture, CAM from the "
-          f"same pass ({len(subset)} images): {eager_ms:.1f} ms CPU per image -> {1000 * cores / eager_ms:.1f}/s on "
-          f"{cores} idle cores; wall now {eager_rate:.1f}/s; {load_text()}")
+    threads = torch.get_num_threads()
+    # one intra-op thread: its CPU time is the work itself (torch's OpenMP pool spins while waiting,
+    # which a loaded machine turns into CPU time); the default pool for its wall rate
+    torch.set_num_threads(1)
+    _, eager_ms = bench_torch(subset, cards)
+    torch.set_num_threads(threads)
+    eager_rate, eager_ms_pool = bench_torch(subset, cards)
+    print(f"4. torch eager, one image at a time, same architecture, CAM from the same pass ({len(subset)} images): "
+          f"{eager_ms:.1f} ms CPU per image on one thread -> {1000 * cores / eager_ms:.1f}/s on {cores} idle cores; "
+          f"with its {threads}-thread pool {eager_ms_pool:.1f} ms CPU, wall now {eager_rate:.1f}/s; {load_text()}")
     for precision, files in models.items():
         rate, info = median_run([bench_predict(subset, files, "cpu", None, args.batch_size, args.workers)
                                  for _ in range(3)])
@@ -574,6 +580,7 @@ def main() -> None:
     parser.add_argument("--viewer-images", type=int, default=20)
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--skip-gui", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--memory-only", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--memory-inputs", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -612,11 +619,12 @@ def main() -> None:
         bench_cams(models, paths, work, args)
         if not args.skip_torch:
             bench_torch_section(models, paths, args)
-        print("5. memory (in a fresh process, so that the baseline holds no model)")
-        import subprocess
+        if not args.skip_memory:
+            print("5. memory (in a fresh process, so that the baseline holds no model)", flush=True)
+            import subprocess
 
-        subprocess.run([sys.executable, __file__, "--memory-only", str(model_dir), "--memory-images",
-                        str(args.memory_images), "--memory-inputs", str(work / "inputs")], check=False)
+            subprocess.run([sys.executable, __file__, "--memory-only", str(model_dir), "--memory-images",
+                            str(args.memory_images), "--memory-inputs", str(work / "inputs")], check=False)
         if not args.skip_gui:
             print(f"6. viewer; {load_text()}")
             bench_viewer([p for p in paths if p.suffix == ".jpg"][: args.viewer_images - 2]
