@@ -23,8 +23,9 @@ SUBCOMMANDS: dict[str, str] = {
     "predict": "run the classifiers over files, folders or a DICOMDIR",
     "train": "train a classifier by transfer learning (needs the [train] extra)",
     "evaluate": "evaluate a model on a labelled dataset: ROC, operating points, calibration",
-    "export": "export a trained checkpoint to a radreview .onnx model file",
+    "export": "export a trained checkpoint to a radreview .onnx model file (--int8: and its int8 twin)",
     "calibrate": "fit a model's scope check, calibration and operating points on its training data",
+    "quantize": "make a static int8 copy of a model file, checked against float32 on its validation split",
     "study": "design, run and analyse reader studies",
     "pacs": "talk to a PACS: echo, find, get, move, send, listen (DIMSE or DICOMweb)",
 }

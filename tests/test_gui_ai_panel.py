@@ -429,3 +429,37 @@ def test_help_shortcuts_is_generated_from_the_one_table(qtbot) -> None:
     bound = {s.toString() for a in window.findChildren(QAction) for s in a.shortcuts()}
     presets = {str(n) for n in range(1, 10)}  # listed as "1 … 9"
     assert bound - presets <= listed
+
+
+def test_precision_setting_chooses_the_int8_or_float32_file(qtbot, tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    from radreview.inference.card import read_card, write_card
+    from radreview.training.quantize import quantize_graph
+
+    folder = tmp_path / "models"
+    card = write_toy_model(folder / "toy.onnx", toy_card("toy", [("fractured", "fracture")], size=64))
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 64, 64), dtype=np.uint8)
+    quantize_graph(folder / "toy.onnx", folder / "toy_int8.onnx", pixels, card, stem_convs=0)
+    write_card(folder / "toy_int8.onnx", dataclasses.replace(read_card(folder / "toy.onnx"), precision="int8",
+                                                            quantization={"float32_sha256": card.weights_sha256}))
+    win = MainWindow(settings=ViewerSettings(), save_on_close=False)
+    panel = getattr(win, "ai_panel", None) or install_ai_panel(win, AiSettings(models_dir=str(folder)), save_settings=False)
+    panel.save_settings = False
+    qtbot.addWidget(win)
+    for precision, expected in (("auto", "int8"), ("float32", "float32"), ("int8", "int8")):
+        dialog = panel.open_settings()
+        dialog.models_dir.setText(str(folder))
+        dialog.precision.setCurrentIndex(dialog.precision.findData(precision))
+        values = dialog.values()
+        dialog.reject()
+        assert values.precision == precision
+        panel.apply_settings(values)
+        qtbot.waitUntil(lambda: panel.state is not None and bool(panel.state.engine.models), timeout=20000)
+        assert [m.card.precision for m in panel.state.engine.models] == [expected]
+    path = tmp_path / "ai.json"
+    path.write_text('{"precision": "int4"}')
+    assert load_ai_settings(path).precision == "auto"
+    win.close()

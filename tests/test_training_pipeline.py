@@ -264,3 +264,21 @@ def test_evaluate_reports_the_pointing_game_on_fracatlas_boxes(tmp_path, fracatl
     figures = result["localisation"]["fractured"]
     assert figures["n"] > 5 and 0.0 <= figures["pointing_game"] <= 1.0
     assert figures["hits"] == round(figures["pointing_game"] * figures["n"])
+
+
+def test_export_int8_writes_both_precisions_from_the_run_s_own_data(fracatlas_run, tmp_path, capsys) -> None:
+    """`export --int8` finds the training data and split in the checkpoint; the gate is loosened here
+    because a two-step model's tiers are noise (the gate itself is tested in test_inference_int8.py)."""
+    from radreview.cli import main
+
+    checkpoint, _ = fracatlas_run
+    out = tmp_path / "m.onnx"
+    code = main(["export", str(checkpoint), "--out", str(out), "--int8", "--calibration-images", "8",
+                 "--tier-agreement", "0", "--auc-tolerance", "1"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    float_card, int8_card = read_card(out), read_card(tmp_path / "m_int8.onnx")
+    assert (float_card.precision, int8_card.precision) == ("float32", "int8")
+    assert int8_card.quantization["float32_sha256"] == float_card.weights_sha256
+    assert int8_card.quantization["calibration_set"]["split"] == "train"
+    assert "AUC float32" in printed.out

@@ -13,6 +13,8 @@ from radreview import RESEARCH_USE_NOTICE
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from radreview.inference.cam import COLOR_MAPS
+    from radreview.inference.heatmap_files import CAM_FORMATS
+    from radreview.inference.registry import PRECISION_CHOICES
     from radreview.inference.sessions import PROVIDER_CHOICES
 
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or DICOMDIRs")
@@ -23,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cam-gate", default="likely", choices=("likely", "possible", "0.5"),
                         help="operating point that gates the heatmaps (default likely: high specificity)")
     parser.add_argument("--cam-all", action="store_true", help="with --cam-dir: write every label's overlay")
+    parser.add_argument("--cam-format", default="png", choices=CAM_FORMATS,
+                        help="heatmap files: png (lossless, default) or jpeg (several times faster to write)")
     parser.add_argument("--colormap", default="jet", choices=COLOR_MAPS, help="heatmap colour map (default jet)")
     parser.add_argument("--cam-scale", default="absolute", choices=("absolute", "minmax"),
                         help="absolute logit scale shared by all images (default) or per-image min-max")
@@ -31,8 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", action="append", metavar="DIR",
                         help="models folder or .onnx file (repeatable; replaces the default folders)")
     parser.add_argument("--provider", default="auto", choices=PROVIDER_CHOICES, help="execution provider (default auto)")
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
+                        help="which file of a model shipped in two precisions: auto (int8 where there is one, "
+                             "made from the float32 file), int8 or float32 (to check the difference)")
     parser.add_argument("--batch-size", type=int, default=0,
-                        help="images per inference batch (default: 2 on the CPU, 16 on an accelerator)")
+                        help="images per inference batch (default: 1 on the CPU, 16 on an accelerator; "
+                             "measured in docs/performance.md)")
     parser.add_argument("--threads", type=int, default=1,
                         help="onnxruntime threads per model (default 1: the workers run side by side)")
     parser.add_argument("--workers", type=int, default=0,
@@ -82,9 +90,11 @@ def run(args: argparse.Namespace) -> int:
     if args.key and Path(args.key).resolve() == Path(args.out).resolve():
         print(f"radreview predict: --key {args.key} would overwrite the results; choose another file", file=sys.stderr)
         return 2
-    catalog = discover(args.models)
+    catalog = discover(args.models, precision=args.precision)
     for problem in catalog.problems:
         print(f"radreview predict: skipping model {problem}", file=sys.stderr)
+    for note in catalog.notes:
+        print(f"radreview predict: {note}", file=sys.stderr)
     engine = Engine(catalog.models, provider=args.provider, threads=args.threads or None,
                     batch_size=args.batch_size or None)
     for problem in engine.problems:
@@ -95,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         where = ", ".join(str(p) for p in catalog.searched) or "(none)"
         print(f"radreview predict: no usable model found (searched {where}); use --models DIR", file=sys.stderr)
         return 2
-    models = ", ".join(f"{m.card.name} {m.card.version}" for m in engine.models)
+    models = ", ".join(f"{m.card.name} {m.card.version} ({m.card.precision})" for m in engine.models)
     print(f"{RESEARCH_USE_NOTICE}\nmodels: {models}; provider: {engine.provider}", file=sys.stderr)
 
     bar = tqdm(total=0, unit="img", disable=args.quiet, file=sys.stderr, desc="predict")
@@ -125,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
             args.paths, engine, progress=progress, cam_dir=args.cam_dir,
             cam_display=CamDisplay(mode=args.cam_scale, span_logits=args.cam_span), colormap=args.colormap,
             cam_all_labels=args.cam_all, workers=workers, cam_gate=args.cam_gate, on_record=writer.add,
+            cam_format=args.cam_format,
         )
         writer.finish(result)
     except OSError as exc:

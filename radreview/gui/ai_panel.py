@@ -258,7 +258,7 @@ class AiPanel(QWidget):
         self.state = None
         self.status.setText("Loading models…")
         st = self.settings
-        self.controller.load_models(st.model_dirs(), st.provider, st.backend, st.checkpoint, st.cam_method)
+        self.controller.load_models(st.model_dirs(), st.provider, st.backend, st.checkpoint, st.cam_method, st.precision)
 
     def _model_problems(self) -> str:
         """Models that were refused, card notes (e.g. unusable scope statistics) and provider
@@ -540,7 +540,7 @@ class AiPanel(QWidget):
 
     def apply_settings(self, new: AiSettings) -> None:
         def engine_fields(s: AiSettings) -> tuple:
-            return (s.provider, s.models_dir, s.backend, s.checkpoint, s.cam_method)
+            return (s.provider, s.models_dir, s.backend, s.checkpoint, s.cam_method, s.precision)
 
         reload = engine_fields(new) != engine_fields(self.settings)
         self.settings = new
@@ -578,6 +578,10 @@ def _italic(font: QFont) -> QFont:
     return font
 
 
+PRECISION_TEXT = {"auto": "int8 where the model has it (fast)", "int8": "int8",
+                  "float32": "float32 (to check the difference)"}
+
+
 class AiSettingsDialog(QDialog):
     """Provider, models folder, default opacity and colour map, auto-run."""
 
@@ -590,6 +594,10 @@ class AiSettingsDialog(QDialog):
         for name in PROVIDER_CHOICES:
             self.provider.addItem(name if name == "auto" or name in offered else f"{name} (not available)", name)
         self.provider.setCurrentIndex(PROVIDER_CHOICES.index(settings.provider))
+        self.precision = QComboBox(self)
+        for key, text in PRECISION_TEXT.items():
+            self.precision.addItem(text, key)
+        self.precision.setCurrentIndex(max(0, self.precision.findData(settings.precision)))
         self.models_dir = QLineEdit(settings.models_dir, self)
         self.models_dir.setPlaceholderText("shipped and per-user models folders")
         browse = QPushButton("Browse…", self)
@@ -624,6 +632,7 @@ class AiSettingsDialog(QDialog):
         form = QFormLayout(self)
         form.addRow("Back end", self.backend)
         form.addRow("Provider", self.provider)
+        form.addRow("Precision", self.precision)
         form.addRow("Models folder", folder)
         form.addRow("Checkpoint", checkpoint_row)
         form.addRow("CAM method (torch)", self.cam_method)
@@ -651,6 +660,7 @@ class AiSettingsDialog(QDialog):
         return replace(
             self._settings,
             provider=self.provider.currentData(),
+            precision=self.precision.currentData(),
             models_dir=self.models_dir.text().strip(),
             opacity=self.opacity.value(),
             colormap=self.colormap.currentText(),

@@ -1,4 +1,4 @@
-"""The AI panel's settings: provider, models folder, heatmap look, auto-run. Stored as JSON.
+"""The AI panel's settings: provider, precision, models folder, heatmap look, auto-run. Stored as JSON.
 
 Kept apart from the viewer's ``settings.json`` (``ai_settings.json`` in the same folder) so the AI
 can be configured, reset or deployed by a site without touching the viewer's preferences.
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from radreview.gui.settings import config_dir, read_settings_file, typed_fields, write_settings_file
 from radreview.inference.cam import COLOR_MAPS, DEFAULT_SPAN_LOGITS
+from radreview.inference.registry import PRECISION_CHOICES
 from radreview.inference.sessions import PROVIDER_CHOICES
 
 AI_SETTINGS_FILE = "ai_settings.json"
@@ -24,6 +25,7 @@ CAM_METHODS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Sc
 @dataclass
 class AiSettings:
     provider: str = "auto"
+    precision: str = "auto"  # a model shipped in two precisions: int8 where there is one, or as chosen
     models_dir: str = ""  # "" = the shipped and per-user folders
     opacity: float = 0.45
     colormap: str = "jet"
@@ -58,6 +60,8 @@ def _valid(settings: AiSettings) -> AiSettings:
     defaults = AiSettings()
     if settings.provider not in PROVIDER_CHOICES:
         settings.provider = defaults.provider
+    if settings.precision not in PRECISION_CHOICES:
+        settings.precision = defaults.precision
     if settings.colormap not in COLOR_MAPS:
         settings.colormap = defaults.colormap
     if settings.cam_scale not in ("absolute", "minmax"):

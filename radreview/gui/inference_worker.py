@@ -44,7 +44,7 @@ class BackendUnavailable(RuntimeError):
 
 
 def load_engine(model_dirs, provider: str, backend: str = "onnx", checkpoint: str = "",
-                cam_method: str = "gradcam") -> EngineState:
+                cam_method: str = "gradcam", precision: str = "auto") -> EngineState:
     """Discover, check and load the models (runs in the worker)."""
     if backend == "torch":
         if not checkpoint:
@@ -55,9 +55,9 @@ def load_engine(model_dirs, provider: str, backend: str = "onnx", checkpoint: st
             raise BackendUnavailable(f"the torch back end needs the [train] extra (torch, grad-cam): {exc}") from exc
         engine = TorchCamEngine(checkpoint, cam_method)
         return EngineState(engine, [], f"torch {engine.method_name} on {Path(checkpoint).name}")  # type: ignore[arg-type]
-    catalog = discover(model_dirs)
+    catalog = discover(model_dirs, precision=precision)
     engine = Engine(catalog.models, provider=provider, batch_size=1)
-    return EngineState(engine, [*catalog.problems, *engine.problems])
+    return EngineState(engine, [*catalog.problems, *engine.problems, *catalog.notes])
 
 
 def predict_decoded(engine: Engine, decoded, cancel) -> ImageResult:
@@ -103,14 +103,14 @@ class AiController(QObject):
 
     # -- models ----------------------------------------------------------------------------
     def load_models(self, model_dirs, provider: str, backend: str = "onnx", checkpoint: str = "",
-                    cam_method: str = "gradcam") -> None:
+                    cam_method: str = "gradcam", precision: str = "auto") -> None:
         if self._loading is not None:
             self._loading.cancel()
         self.state = None
         self.cache.clear()
         self.busy_changed.emit(True)
         self._loading = self.runner.start(
-            lambda _p, _c: load_engine(model_dirs, provider, backend, checkpoint, cam_method),
+            lambda _p, _c: load_engine(model_dirs, provider, backend, checkpoint, cam_method, precision),
             on_done=self._on_loaded, on_error=self._on_load_failed, name="load models", priority=2,
         )
 

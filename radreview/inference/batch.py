@@ -22,9 +22,11 @@ import numpy as np
 
 from radreview import RESEARCH_USE_NOTICE
 from radreview.inference.aggregate import StudyLabelResult, aggregate_studies
-from radreview.inference.cam import CamDisplay, blend, gate_probability
+from radreview.inference.cam import CamDisplay, gate_probability
 from radreview.inference.engine import Engine, ImageResult, Prepared
-from radreview.inference.preprocess import cam_to_image, display_shape, to_display_gray
+from radreview.inference.fast_decode import display_gray
+from radreview.inference.heatmap_files import encode, overlay
+from radreview.inference.preprocess import cam_to_image, display_shape
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -58,16 +60,32 @@ class BatchResult:
     notes: list[tuple[Path, str]] = field(default_factory=list)
     cam_files: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    # CPU time of the threads in each stage: unlike ``seconds``, not inflated by other processes
+    cpu_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     wall_seconds: float = 0.0
     cancelled: bool = False
 
 
 class _Timer:
-    """Thread-safe sum of the time spent in each stage (stages overlap, so shares may exceed the wall)."""
+    """Thread-safe sum of the time spent in each stage (stages overlap, so shares may exceed the wall),
+    as wall time and as the CPU time of the thread that did it."""
 
-    def __init__(self, totals: dict[str, float]) -> None:
+    def __init__(self, totals: dict[str, float], cpu_totals: dict[str, float] | None = None) -> None:
         self.totals = totals
+        self.cpu_totals = cpu_totals if cpu_totals is not None else dict.fromkeys(totals, 0.0)
         self.lock = threading.Lock()
+
+    @staticmethod
+    def mark() -> tuple[float, float]:
+        return time.perf_counter(), time.thread_time()
+
+    def since(self, stage: str, mark: tuple[float, float]) -> tuple[float, float]:
+        """Add the time since ``mark`` to ``stage``; returns a new mark."""
+        now = self.mark()
+        with self.lock:
+            self.totals[stage] += now[0] - mark[0]
+            self.cpu_totals[stage] += now[1] - mark[1]
+        return now
 
     def add(self, stage: str, seconds: float) -> None:
         with self.lock:
@@ -75,16 +93,11 @@ class _Timer:
 
 
 def _load(entry, engine: Engine, timer: _Timer, keep_display: bool) -> tuple[Prepared, np.ndarray | None]:
-    from radreview.studies import decode_image, render_display
-
-    start = time.perf_counter()
-    decoded = decode_image(entry)
-    display = render_display(decoded)
-    middle = time.perf_counter()
-    timer.add("decode", middle - start)
-    gray = to_display_gray(display)
+    mark = timer.mark()
+    gray = display_gray(entry)
+    mark = timer.since("decode", mark)
     prepared = engine.prepare(gray)
-    timer.add("preprocess", time.perf_counter() - middle)
+    timer.since("preprocess", mark)
     return prepared, (gray if keep_display else None)
 
 
@@ -108,13 +121,13 @@ def _process_chunk(chunk: list[int], entries, image_ids: list[str], engine: Engi
         else:
             loaded.append((k, prepared, gray))
     if loaded:
-        start = time.perf_counter()
+        mark = timer.mark()
         try:
             results = engine.infer([p for _, p, _ in loaded], with_cam=True)
         except Exception as exc:  # noqa: BLE001 - the engine contains each model's failure; this is the last fence
             log.warning("inference failed on a batch", exc_info=True)
             return sorted(rows + [(k, None, exc, [], []) for k, _, _ in loaded], key=lambda row: row[0])
-        timer.add("inference", time.perf_counter() - start)
+        timer.since("inference", mark)
         for (k, _, gray), result in zip(loaded, results):
             files: list[Path] = []
             notes: list[str] = []
@@ -127,55 +140,58 @@ def _process_chunk(chunk: list[int], entries, image_ids: list[str], engine: Engi
     return sorted(rows, key=lambda row: row[0])
 
 
-def overlay_image(gray: np.ndarray, label, display: CamDisplay, colormap: str = "jet", opacity: float = 0.5,
-                  max_side: int = 1024, gate: str = "likely") -> np.ndarray | None:
-    """The heatmap of one label blended over the grey image (RGB uint8, at most ``max_side``),
-    or None when the label has no CAM. What ``--cam-dir`` writes and the DICOM secondary
-    captures (radreview.pacs.sr) hold."""
+def display_base(gray: np.ndarray, max_side: int = 1024) -> np.ndarray:
+    """The grey image at display resolution (at most ``max_side``), the base of every overlay."""
     from PIL import Image
 
+    shape = display_shape(*gray.shape, max_side=max_side)
+    return gray if shape == gray.shape else np.asarray(Image.fromarray(gray).resize(shape[::-1], Image.BILINEAR))
+
+
+def overlay_image(gray: np.ndarray, label, display: CamDisplay, colormap: str = "jet", opacity: float = 0.5,
+                  max_side: int = 1024, gate: str = "likely", base: np.ndarray | None = None) -> np.ndarray | None:
+    """The heatmap of one label blended over the grey image (RGB uint8, at most ``max_side``),
+    or None when the label has no CAM. What ``--cam-dir`` writes and the DICOM secondary
+    captures (radreview.pacs.sr) hold. ``base``: :func:`display_base` of ``gray``, when made already."""
     if label.cam is None or label.geometry is None:
         return None
-    shape = display_shape(*gray.shape, max_side=max_side)
-    base = gray if shape == gray.shape else np.asarray(Image.fromarray(gray).resize(shape[::-1], Image.BILINEAR))
-    heat = display.intensity(cam_to_image(label.cam, label.geometry, shape), label.probability,
+    base = display_base(gray, max_side) if base is None else base
+    heat = display.intensity(cam_to_image(label.cam, label.geometry, base.shape[:2]), label.probability,
                              gate_probability(label, gate))
-    return blend(base, heat, colormap, opacity)
+    return overlay(base, heat, colormap, opacity)
 
 
 def _write_cams(image_id: str, result: ImageResult, gray: np.ndarray, cam_dir: Path, display: CamDisplay,
-                colormap: str, opacity: float, all_labels: bool, max_side: int, gate: str) -> list[Path]:
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
-
+                colormap: str, opacity: float, all_labels: bool, max_side: int, gate: str,
+                fmt: str = "png") -> list[Path]:
+    """One overlay file per label at or above its gate, at display resolution (at most ``max_side``)."""
     written = []
+    base = display_base(gray, max_side)
     for label in result.labels:
         if not all_labels and label.probability < gate_probability(label, gate):
             continue  # an honest overlay of a below-threshold label is empty: skip the file
         if not all_labels and label.in_scope is False:
             continue  # outside the model's scope: no heatmap is shown as an answer
-        rgb = overlay_image(gray, label, display, colormap, opacity, max_side, gate)
+        rgb = overlay_image(gray, label, display, colormap, opacity, max_side, gate, base)
         if rgb is None:
             continue
-        path = heatmap_path(cam_dir, image_id, label.model, label.label)
-        info = PngInfo()
-        info.add_text("Description", f"{label.display_name} heatmap, {label.model} {label.version}, "
-                                     f"p={label.probability:.3f} ({label.tier}); {display.mode} scale. "
-                                     f"{RESEARCH_USE_NOTICE}")
-        info.add_text("Software", "radreview")
-        Image.fromarray(rgb).save(path, compress_level=1, pnginfo=info)
+        path = heatmap_path(cam_dir, image_id, label.model, label.label, "jpg" if fmt == "jpeg" else fmt)
+        text = {"Description": f"{label.display_name} heatmap, {label.model} {label.version}, "
+                               f"p={label.probability:.3f} ({label.tier}); {display.mode} scale. {RESEARCH_USE_NOTICE}",
+                "Software": "radreview"}
+        path.write_bytes(encode(rgb, fmt, text))
         written.append(path)
     return written
 
 
-def heatmap_path(cam_dir: Path, image_id: str, model: str, label: str) -> Path:
-    """``cam_dir/<image>_<model>_<label>.png``, refused unless it lies directly in ``cam_dir``.
+def heatmap_path(cam_dir: Path, image_id: str, model: str, label: str, suffix: str = "png") -> Path:
+    """``cam_dir/<image>_<model>_<label>.png`` (or ``suffix``), refused unless it lies directly in ``cam_dir``.
 
     Model cards restrict names to a safe set (card.SAFE_NAME); this is the second fence, for
     names from anywhere else."""
     from radreview.studies.fileaccess import resolved
 
-    name = f"{image_id}_{model}_{label}.png"
+    name = f"{image_id}_{model}_{label}.{suffix}"
     path = cam_dir / name
     if Path(name).name != name or "/" in name or "\\" in name or resolved(path).parent != resolved(cam_dir):
         raise ValueError(f"heatmap file name {name!r} would leave {cam_dir}")
@@ -196,6 +212,7 @@ def predict_paths(
     workers: int = 2,
     cam_gate: str = "likely",
     on_record: Callable[[ImageRecord], None] | None = None,
+    cam_format: str = "png",
 ) -> BatchResult:
     """Index ``paths``, run the chain on every image, aggregate per study.
 
@@ -205,13 +222,17 @@ def predict_paths(
     loses at most what is in flight). A file, image or model that fails becomes a problem or a note
     in the result; the rest of the batch carries on.
     """
+    from radreview.inference.heatmap_files import CAM_FORMATS
     from radreview.studies import index_paths
 
+    if cam_format not in CAM_FORMATS:
+        raise ValueError(f"unknown heatmap format {cam_format!r}; choose one of {', '.join(CAM_FORMATS)}")
     out = BatchResult()
-    timer = _Timer(out.seconds)
+    timer = _Timer(out.seconds, out.cpu_seconds)
     wall_start = time.perf_counter()
+    mark = timer.mark()
     index = index_paths(paths, cancel=cancel)
-    timer.add("index", time.perf_counter() - wall_start)
+    timer.since("index", mark)
     out.problems.extend((p.path, p.reason) for p in index.problems)
     if getattr(index, "cancelled", False):
         out.cancelled = True
@@ -230,7 +251,7 @@ def predict_paths(
         cam_path.mkdir(parents=True, exist_ok=True)
     display = cam_display or CamDisplay()
     image_ids = [r.image_id for r in records]
-    cam_args = (cam_path, display, colormap, opacity, cam_all_labels, cam_max_side, cam_gate)
+    cam_args = (cam_path, display, colormap, opacity, cam_all_labels, cam_max_side, cam_gate, cam_format)
     chunks = [list(range(i, min(i + engine.batch_size, total))) for i in range(0, total, engine.batch_size)]
     in_flight = 2 * max(1, workers)  # chunks queued ahead: bounded memory, no idle worker
     done = 0
@@ -283,11 +304,11 @@ def predict_paths(
 
 
 def _timed(timer: _Timer, stage: str, function, *args):
-    start = time.perf_counter()
+    mark = timer.mark()
     try:
         return function(*args)
     finally:
-        timer.add(stage, time.perf_counter() - start)
+        timer.since(stage, mark)
 
 
 def _reason(exc: Exception, path: Path) -> str:

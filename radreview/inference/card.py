@@ -18,7 +18,9 @@ Optional parts, each checked when the card is read:
 - per label ``calibration``: p = sigmoid(scale * logit + offset), fitted on the validation split;
   the operating points are thresholds on these calibrated probabilities, and ``basis`` says how
   many validation positives and negatives they rest on.
-- ``precision``: "float32" or "int8" (a quantised graph).
+- ``precision``: "float32" or "int8" (a quantised graph); an int8 card's ``quantization`` records
+  how it was made: the float32 model's weights sha256, the calibration set (split, count) and the
+  parity figures against float32 on the validation split (:mod:`radreview.training.quantize`).
 
 This module is pure Python (json, hashlib); ``onnx`` is imported lazily only to read or write
 files, so that the card can be built and validated anywhere.
@@ -156,6 +158,7 @@ class ModelCard:
     weights_sha256: str = ""
     created: str = ""
     precision: str = "float32"  # "float32" | "int8"
+    quantization: dict[str, Any] = field(default_factory=dict)  # int8: source sha256, calibration set, parity
     scope: dict[str, Any] = field(default_factory=dict)  # radreview.inference.scope statistics, or {}
     cam: dict[str, Any] = field(default_factory=dict)  # display defaults, e.g. {"span_logits": 12.0}
     schema: str = CARD_SCHEMA
@@ -436,6 +439,7 @@ def _jsonable(value: Any) -> Any:
 # Optional top-level fields and the JSON type each must have.
 _OPTIONAL_FIELDS = {
     "precision": "str",
+    "quantization": "object",
     "scope": "object",
     "cam": "object",
     "architecture": "str",

@@ -31,7 +31,10 @@ from radreview.inference.sessions import SessionInfo, create_session
 
 log = logging.getLogger(__name__)
 REGION_TASK = "region"
-CPU_BATCH = 2
+# Measured (tests/benchmarks/bench_predict.py, docs/performance.md): on the CPU a convnet's cost per
+# image grows with the batch (the activations of one image fit the cache, of several do not), for
+# int8 and float32 alike; accelerators want large batches.
+CPU_BATCH = 1
 ACCELERATOR_BATCH = 16
 
 
@@ -217,8 +220,6 @@ class Engine:
             except Exception as exc:  # ProviderError, or onnxruntime rejecting the graph
                 self.problems.append(ModelProblem(model_file.path, f"cannot run the model ({exc})"))
         self.specs = {m.key: m.card.input for m in self.models}
-        # Measured on a 2-core CPU (bench_predict): a convnet's cost per image grows with the
-        # batch beyond 2 (cache), while accelerators want large batches.
         on_cpu = all(m.info.provider == "cpu" for m in self.models)
         self.batch_size = max(1, batch_size) if batch_size else (CPU_BATCH if on_cpu else ACCELERATOR_BATCH)
 

@@ -1,7 +1,8 @@
 """Finding model files, checking them, and refusing the ones radreview cannot trust.
 
-Model folders, in order of increasing priority (a later folder's model of the same name wins, and
-the one it replaces is listed as a problem naming both files, so no model is replaced unseen):
+Model folders, in order of increasing priority (a later folder's model of the same name and
+precision wins, and the one it replaces is listed as a problem naming both files, so no model is
+replaced unseen):
 1. the shipped ``models/`` folder (next to the source tree, or inside a frozen app);
 2. the per-user folder ``<user data dir>/radreview/models`` (platformdirs);
 3. ``$RADREVIEW_MODELS`` when set.
@@ -10,6 +11,11 @@ An explicit ``--models DIR`` replaces these defaults, so a batch run uses exactl
 Each ``.onnx`` file must be ONNX, carry a valid card whose weights checksum matches, take
 ``image`` [N, 3, H, W] at the card's size and give ``logits`` [N, K] and ``cam`` [N, K, h, w]
 with the card's K. A file that fails is listed as a :class:`ModelProblem` and skipped.
+
+One model may ship in two precisions (``card.precision``: "float32", and "int8" made from it by
+:mod:`radreview.training.quantize`); files are keyed by (name, precision) and
+:func:`choose_precision` runs one of them per name: int8 when it was made from that float32 file
+(or is the only one), float32 on request.
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ from pathlib import Path
 from radreview.inference.card import ModelCard, ModelCardError, card_from_onnx_model
 
 USER_MODELS_ENV = "RADREVIEW_MODELS"
+PRECISION_CHOICES = ("auto", "int8", "float32")  # auto: int8 where there is one
+# ops that only a quantised graph has (QDQ format, or onnxruntime's QOperator / integer ops)
+QUANTISED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+                           "MatMulInteger", "DynamicQuantizeLinear", "QLinearAdd", "QLinearGlobalAveragePool"})
 
 
 @dataclass(frozen=True)
@@ -49,9 +59,11 @@ class ModelFile:
 
 @dataclass
 class ModelCatalog:
-    models: list[ModelFile] = field(default_factory=list)
+    models: list[ModelFile] = field(default_factory=list)  # one per name, in the chosen precision
     problems: list[ModelProblem] = field(default_factory=list)
     searched: list[Path] = field(default_factory=list)
+    available: list[ModelFile] = field(default_factory=list)  # every usable file, one per (name, precision)
+    notes: list[ModelProblem] = field(default_factory=list)  # a model that runs in another precision than asked
 
 
 def shipped_models_dir() -> Path:
@@ -91,7 +103,20 @@ def check_model_file(path: str | Path) -> ModelFile:
         raise ModelCardError(f"{path}: not an ONNX model ({type(exc).__name__})") from exc
     card = card_from_onnx_model(model, path, verify_checksum=True)
     _check_signature(model, card, path)
+    _check_precision(model, card, path)
     return ModelFile(path=path, card=card)
+
+
+def _check_precision(model, card: ModelCard, path: Path) -> None:
+    """The card's precision must be the graph's: an int8 card over a float graph (or the reverse)
+    would make every speed and parity figure on the card a statement about another model."""
+    quantised = any(node.op_type in QUANTISED_OPS for node in model.graph.node)
+    if card.precision == "int8" and not quantised:
+        raise ModelCardError(f"{path}: the card says precision int8 but the graph has no quantised operators "
+                             "(a float32 graph with an int8 card)")
+    if card.precision == "float32" and quantised:
+        raise ModelCardError(f"{path}: the graph is quantised (QuantizeLinear/DequantizeLinear) but the card says "
+                             "precision float32")
 
 
 def _dims(value_info) -> list[int | str]:
@@ -121,15 +146,17 @@ def _check_signature(model, card: ModelCard, path: Path) -> None:
             raise ModelCardError(f"{path}: output {name!r} has {k} channels but the card lists {len(card.labels)} labels")
 
 
-def discover(dirs: Sequence[str | Path] | None = None, files: Iterable[str | Path] = ()) -> ModelCatalog:
+def discover(dirs: Sequence[str | Path] | None = None, files: Iterable[str | Path] = (),
+             precision: str = "auto") -> ModelCatalog:
     """Every usable model in ``dirs`` (default: :func:`default_model_dirs`) plus ``files``.
 
-    A model name found again in a later folder replaces the earlier one (user models override
-    shipped ones); the replaced file becomes a problem that names the file replacing it.
-    Problems are collected, never raised.
+    A model found again (same name and precision) in a later folder replaces the earlier one
+    (user models override shipped ones); the replaced file becomes a problem that names the file
+    replacing it. ``precision`` chooses between the two precisions of a model
+    (:func:`choose_precision`). Problems are collected, never raised.
     """
     catalog = ModelCatalog()
-    by_name: dict[str, ModelFile] = {}
+    by_key: dict[tuple[str, str], ModelFile] = {}
     paths: list[Path] = []
     for folder in [Path(d) for d in (dirs if dirs is not None else default_model_dirs())]:
         catalog.searched.append(folder)
@@ -146,11 +173,49 @@ def discover(dirs: Sequence[str | Path] | None = None, files: Iterable[str | Pat
         except ModelCardError as exc:
             catalog.problems.append(ModelProblem(path, str(exc).removeprefix(f"{path}: ")))
             continue
-        shadowed = by_name.get(model.card.name)
+        key = (model.card.name, model.card.precision)
+        shadowed = by_key.get(key)
         if shadowed is not None:
             catalog.problems.append(ModelProblem(
-                shadowed.path, f"not used: {model.path} has the same model name {model.card.name!r} "
-                               f"(version {model.card.version}, replacing {shadowed.card.version}) and takes its place"))
-        by_name[model.card.name] = model
-    catalog.models = list(by_name.values())
+                shadowed.path, f"not used: {model.path} has the same model name {model.card.name!r} and precision "
+                               f"{model.card.precision} (version {model.card.version}, replacing "
+                               f"{shadowed.card.version}) and takes its place"))
+        by_key[key] = model
+    catalog.available = list(by_key.values())
+    catalog.models, catalog.notes = choose_precision(catalog.available, precision)
     return catalog
+
+
+def choose_precision(models: Sequence[ModelFile], precision: str = "auto") -> tuple[list[ModelFile], list[ModelProblem]]:
+    """One file per model name, and a note (on the file that runs) for each model that runs in
+    another precision than asked.
+
+    ``auto`` takes the int8 file when it was quantised from the float32 file next to it (its card
+    records that file's weights checksum) or when there is no float32 file; an int8 file made from
+    another float32 model (e.g. the float32 model was retrained and not quantised again) is not
+    used. ``float32``/``int8`` take that precision where the model has it, else the other.
+    """
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_CHOICES)}")
+    by_name: dict[str, dict[str, ModelFile]] = {}
+    for model in models:
+        by_name.setdefault(model.card.name, {})[model.card.precision] = model
+    chosen: list[ModelFile] = []
+    notes: list[ModelProblem] = []
+    for name, files in by_name.items():
+        float32, int8 = files.get("float32"), files.get("int8")
+        if precision == "auto":
+            stale = (float32 is not None and int8 is not None
+                     and int8.card.quantization.get("float32_sha256") != float32.card.weights_sha256)
+            if stale:
+                notes.append(ModelProblem(float32.path, f"running float32: {int8.path.name} was quantised from "  # type: ignore[union-attr]
+                                          "another float32 model (quantise this one again: radreview quantize)"))
+            chosen.append(float32 if stale or int8 is None else int8)  # type: ignore[arg-type]
+            continue
+        wanted = files.get(precision)
+        if wanted is None:
+            other = next(iter(files.values()))
+            notes.append(ModelProblem(other.path, f"model {name!r} has no {precision} file; running {other.card.precision}"))
+            wanted = other
+        chosen.append(wanted)
+    return chosen, notes

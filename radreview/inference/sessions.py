@@ -1,16 +1,21 @@
 """ONNX Runtime sessions: which execution provider, with which options, and what actually ran.
 
 "auto" tries the accelerators this onnxruntime build offers (CUDA, DirectML, CoreML) in that
-order and falls back to the CPU when none starts. A named provider that is missing or fails also
+order and falls back to the CPU when none starts. CUDA counts as offered only when the CUDA driver
+sees a GPU: an onnxruntime-gpu build lists CUDAExecutionProvider on any machine, and trying it
+on one without a GPU costs seconds and a warning for nothing. A named provider that is missing or fails also
 falls back to the CPU, and the returned note says so in words: the UI and the CLI show it, and
 results record the provider that really ran (``session.get_providers()[0]``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import sys
 from dataclasses import dataclass
+from functools import lru_cache
 
 import onnxruntime as ort
 
@@ -38,10 +43,32 @@ class SessionInfo:
     note: str = ""  # why it is not the one requested, empty when it is
 
 
-def available_providers() -> list[str]:
-    """The user-facing names of the providers this onnxruntime build offers, best first."""
-    offered = set(ort.get_available_providers())
-    return [name for name in (*_ACCELERATORS, "cpu") if PROVIDERS[name] in offered]
+@lru_cache(maxsize=1)
+def cuda_device_count() -> int:
+    """GPUs the CUDA driver sees; 0 without a driver (ctypes on the driver library, no CUDA toolkit)."""
+    names = ("nvcuda.dll",) if sys.platform == "win32" else ("libcuda.so.1", "libcuda.so")
+    for name in names:
+        try:
+            driver = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        try:
+            if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+                return 0
+        except AttributeError:  # not the CUDA driver after all
+            return 0
+        return int(count.value)
+    return 0
+
+
+def available_providers(offered: list[str] | None = None) -> list[str]:
+    """The user-facing names of the providers this onnxruntime build offers (``offered``: its
+    provider list, default ``ort.get_available_providers()``) and this machine can run, best first."""
+    names = set(ort.get_available_providers() if offered is None else offered)
+    if PROVIDERS["cuda"] in names and cuda_device_count() == 0:
+        names.discard(PROVIDERS["cuda"])
+    return [name for name in (*_ACCELERATORS, "cpu") if PROVIDERS[name] in names]
 
 
 def short_name(ort_provider: str) -> str:
@@ -62,17 +89,19 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     return options
 
 
-def _candidates(requested: str) -> tuple[list[str], str]:
-    offered = available_providers()
+def _candidates(requested: str, offered: list[str] | None = None) -> tuple[list[str], str]:
+    """The providers to try for ``requested``, in order, and a note when it cannot be had."""
+    built = ort.get_available_providers() if offered is None else offered
+    offered = available_providers(built)
     if requested == "auto":
         return [p for p in _ACCELERATORS if p in offered] + ["cpu"], ""
     if requested not in PROVIDERS:
         raise ProviderError(f"unknown provider {requested!r}; choose one of {', '.join(PROVIDER_CHOICES)}")
     if requested not in offered:
-        note = (
-            f"provider {requested!r} is not available in this onnxruntime build "
-            f"(available: {', '.join(offered)}); running on the CPU"
-        )
+        where = ("on this machine (the CUDA driver sees no GPU)"
+                 if requested == "cuda" and PROVIDERS["cuda"] in built
+                 else "in this onnxruntime build")
+        note = f"provider {requested!r} is not available {where} (available: {', '.join(offered)}); running on the CPU"
         return ["cpu"], note
     return ([requested, "cpu"] if requested != "cpu" else ["cpu"]), ""
 

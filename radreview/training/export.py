@@ -113,3 +113,47 @@ def export_checkpoint(
         out_path.write_bytes(bare.read_bytes())
     log.info("wrote %s (%d labels)", out_path, len(card.labels))
     return card
+
+
+# -- int8 ---------------------------------------------------------------------------------------
+def int8_path(out_path: str | Path) -> Path:
+    """Where ``export --int8`` writes the int8 file next to ``MODEL.onnx``: ``MODEL_int8.onnx``."""
+    out_path = Path(out_path)
+    return out_path.with_name(f"{out_path.stem}_int8{out_path.suffix or '.onnx'}")
+
+
+def training_dataset(meta: dict[str, Any], data: str | Path | None = None):
+    """The run's labelled dataset, read as ``radreview train`` read it (``data`` overrides its path)."""
+    from radreview.training.datasets import load_dataset
+
+    config = meta.get("config", {})
+    source = data or config.get("data") or meta.get("training_data", {}).get("source")
+    if not source:
+        raise ValueError("the checkpoint does not name its training data: pass --data")
+    return load_dataset(source, config.get("task", "abnormality"), config.get("kind"), config.get("positive"),
+                        config.get("label_columns"), config.get("group_column"), config.get("path_column", "path"),
+                        config.get("image_root"), tuple(config.get("fracatlas_tasks", ("region", "fracture", "hardware"))))
+
+
+def export_checkpoint_int8(
+    checkpoint: str | Path, out_path: str | Path, validation_json: str | Path | None = None,
+    data: str | Path | None = None, split_file: str | Path | None = None, progress=None, is_cancelled=None,
+    **quantize_options: Any,
+) -> tuple[ModelCard, ModelCard, dict[str, Any]]:
+    """:func:`export_checkpoint`, then its int8 twin (:func:`radreview.training.quantize.quantize_model_file`,
+    calibrated on the run's training split, gated on its validation split) at :func:`int8_path`.
+
+    Returns (float32 card, int8 card, quantisation report). The float32 file is written even
+    when the int8 one is refused (:class:`~radreview.training.quantize.ParityError`).
+    """
+    from radreview.training.checkpoint import read_checkpoint
+    from radreview.training.quantize import quantize_model_file
+
+    card = export_checkpoint(checkpoint, out_path, validation_json)
+    meta = read_checkpoint(checkpoint)["meta"]
+    split = split_file or meta.get("training_data", {}).get("split_file")
+    if not split or not Path(split).is_file():
+        raise ValueError(f"the run's split file {split!r} is not there: pass --split-file")
+    int8_card, report = quantize_model_file(out_path, training_dataset(meta, data), split, int8_path(out_path),
+                                            progress=progress, is_cancelled=is_cancelled, **quantize_options)
+    return card, int8_card, report
