@@ -217,7 +217,7 @@ def test_calibrated_card_fits_everything_on_validation_data():
     assert fractured.operating_points.reliable and fractured.operating_points.basis["n_pos"] == int(targets[:, 0].sum())
     assert not hardware.operating_points.reliable  # about 16 validation positives
     assert new.scope_check is not None and 0.0 < report["scope"]["validation_rejected"] <= 0.02
-    assert new.cam["span_logits"] >= 2.0
+    assert new.cam["span_logits"] >= 2.0 and set(new.cam["label_span_logits"]) == {"fractured", "hardware"}
     ModelCard.from_json(new.to_json())  # valid
 
 

@@ -331,7 +331,10 @@ class Engine:
             tier = ops.tier(p)
         elif ops is not None:
             note = ops.unreliable_reason
-        span = model.card.cam.get("span_logits") if isinstance(model.card.cam, dict) else None
+        cam_defaults = model.card.cam if isinstance(model.card.cam, dict) else {}
+        per_label = cam_defaults.get("label_span_logits")
+        span = per_label.get(label.name) if isinstance(per_label, dict) else None
+        span = span if isinstance(span, (int, float)) and span > 0 else cam_defaults.get("span_logits")
         return LabelResult(
             model=model.card.name,
             version=model.card.version,

@@ -179,10 +179,11 @@ def calibrated_logits(card: ModelCard, logits: np.ndarray) -> np.ndarray:
     return out
 
 
-def cam_span(card: ModelCard, raw_logits: np.ndarray, cam: np.ndarray, targets: np.ndarray) -> float | None:
-    """Local calibrated evidence above the "likely" gate that the colour map should span."""
+def cam_spans(card: ModelCard, raw_logits: np.ndarray, cam: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Per finding label: the local calibrated evidence above its "likely" gate that its colour map
+    should span (labels differ: an implant's evidence is far stronger than a hairline fracture's)."""
     local = local_logits(cam.astype(np.float32), raw_logits.astype(np.float32))
-    spans = []
+    spans = {}
     for lab in card.labels:
         if lab.task == "region" or lab.operating_points is None:
             continue
@@ -195,10 +196,16 @@ def cam_span(card: ModelCard, raw_logits: np.ndarray, cam: np.ndarray, targets: 
         gate = lab.operating_points.likely
         gate_logit = math.log(max(gate, 1e-6) / max(1 - gate, 1e-6))
         strongest = maps.reshape(len(maps), -1).max(axis=1)
-        spans.append(float(np.percentile(strongest, SPAN_PERCENTILE)) - gate_logit)
+        spans[lab.name] = round(max(MIN_SPAN_LOGITS, float(np.percentile(strongest, SPAN_PERCENTILE)) - gate_logit), 2)
+    return spans
+
+
+def cam_display_defaults(card: ModelCard, raw_logits: np.ndarray, cam: np.ndarray, targets: np.ndarray) -> dict:
+    """The card's ``cam`` section: a span per label and their median as the model's default."""
+    spans = cam_spans(card, raw_logits, cam, targets)
     if not spans:
-        return None
-    return round(max(MIN_SPAN_LOGITS, float(np.median(spans))), 2)
+        return {}
+    return {"span_logits": round(float(np.median(list(spans.values()))), 2), "label_span_logits": spans}
 
 
 def calibrated_card(card: ModelCard, val: dict[str, np.ndarray], val_targets: np.ndarray, train_features: np.ndarray,
@@ -225,9 +232,8 @@ def calibrated_card(card: ModelCard, val: dict[str, np.ndarray], val_targets: np
     staged = replace(staged, labels=tuple(new_labels))
     scope = fit_scope(train_features, val["features"], percentile=percentile,
                       reference={"fit_split": "train", "threshold_split": "validation", **(reference or {})})
-    span = cam_span(staged, val["logits"], val["cam"], val_targets) if "cam" in val else None
-    staged = replace(staged, scope=scope.to_dict(),
-                     cam={**card.cam, **({"span_logits": span} if span else {})})
+    spans = cam_display_defaults(staged, val["logits"], val["cam"], val_targets) if "cam" in val else {}
+    staged = replace(staged, scope=scope.to_dict(), cam={**card.cam, **spans})
     report = {
         "calibration": cal_report,
         "operating_points": {lab.name: {"possible": lab.operating_points.possible, "likely": lab.operating_points.likely,
@@ -238,7 +244,7 @@ def calibrated_card(card: ModelCard, val: dict[str, np.ndarray], val_targets: np
                   "dim": scope.dim, "shrinkage": scope.shrinkage, "n_fit": len(train_features),
                   "n_threshold": len(val["features"]),
                   "validation_rejected": rejection_rate(scope, val["features"])},
-        "cam_span_logits": span,
+        "cam_span_logits": spans.get("label_span_logits", {}),
     }
     return staged, report
 
