@@ -17,7 +17,6 @@ moves them (docs/performance.md). A model must see the pixels it was trained on.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 
 from radreview.inference.preprocess import to_display_gray
 
@@ -26,11 +25,19 @@ DIRECT_FORMATS = ("JPEG", "PNG", "TIFF", "BMP")
 
 
 def read_display_gray(path) -> np.ndarray | None:
-    """uint8 [H, W] displayed grey of a plain 8-bit raster file, or None when the file needs the viewer's path."""
-    with Image.open(path) as image:
+    """uint8 [H, W] displayed grey of a plain 8-bit raster file, or None when the file needs the viewer's path.
+
+    The same guards as the viewer's decoder: regular files only, and the size limit checked from
+    the header before any pixel is decoded (the file may have changed since it was indexed)."""
+    from radreview.studies.fileaccess import open_regular
+    from radreview.studies.raster import open_raster
+    from radreview.studies.sizes import check_raster_size
+
+    with open_regular(path) as handle, open_raster(handle) as image:
         if (image.format not in DIRECT_FORMATS or image.mode not in DIRECT_MODES
                 or getattr(image, "n_frames", 1) != 1):
             return None
+        check_raster_size(path, image.width, image.height)
         image.load()
         return np.asarray(image if image.mode == "L" else image.convert("L"))
 
@@ -38,11 +45,12 @@ def read_display_gray(path) -> np.ndarray | None:
 def display_gray(entry) -> np.ndarray:
     """The displayed grey image of an index entry (what the models take)."""
     from radreview.studies import decode_image, render_display
+    from radreview.studies.errors import StudyLoadError
 
     if getattr(entry, "kind", "") == "raster":
         try:
             gray = read_display_gray(entry.path)
-        except (OSError, ValueError, SyntaxError):
+        except (OSError, ValueError, SyntaxError, StudyLoadError):
             gray = None  # let the viewer's decoder report the problem in its words
         if gray is not None:
             return to_display_gray(gray)

@@ -58,7 +58,8 @@ def roc_figure(stats: StudyStatistics) -> Figure:
         axes.set_xlabel("1 - specificity")
         axes.set_ylabel("sensitivity")
         axes.set_aspect("equal")
-        axes.legend(loc="lower right", fontsize=8)
+        if axes.get_legend_handles_labels()[0]:  # a panel with no reads yet has no curve to name
+            axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     return figure
 
@@ -243,7 +244,8 @@ def _roc_axes(page: Figure, stats: StudyStatistics, top_in: float, bottom_in: fl
         axes.set_xlabel("1 - specificity", fontsize=TEXT_PT)
         axes.set_ylabel("sensitivity", fontsize=TEXT_PT)
         axes.tick_params(labelsize=8)
-        axes.legend(loc="lower right", fontsize=8)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(loc="lower right", fontsize=8)
 
 
 def _column_widths(header: list[str], rows: list[list[str]]) -> list[float]:

@@ -127,14 +127,14 @@ def _text(value: object, vr: str = "") -> str:
 
 
 def _raster_attributes(path: Path) -> list[tuple[str, str, str]]:
-    from PIL import Image
 
     from radreview.studies.errors import StudyLoadError
 
     from radreview.studies.fileaccess import open_regular
+    from radreview.studies.raster import open_raster
 
     try:
-        with open_regular(path) as handle, Image.open(handle) as image:
+        with open_regular(path) as handle, open_raster(handle) as image:
             rows = [("", "Format", image.format or ""), ("", "Mode", image.mode), ("", "Size", f"{image.width} x {image.height}")]
             rows += [("", str(key), _text(value)) for key, value in image.info.items() if not isinstance(value, bytes)]
             return rows

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +16,6 @@ from radreview.studies.fileaccess import open_regular
 from radreview.studies.pixels import DecodedImage, _offsets, to_rgb8
 from radreview.studies.sizes import check_raster_size
 from radreview.studies.voi import window_from_range
-
-# Sizes are checked against radreview's own, lower limit (max_raster_pixels) before decoding, so
-# Pillow's warning at 89 M pixels only repeats it (its error at 179 M pixels stays in force).
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".bmp"})
 
@@ -31,10 +29,22 @@ class RasterHeader:
     frames: int
 
 
+@contextmanager
+def open_raster(handle) -> Iterator[Image.Image]:
+    """``Image.open`` without Pillow's decompression-bomb warning: radreview's own, lower limit
+    (:func:`check_raster_size`) decides, before any pixel is decoded, with a message that names it
+    (Pillow's error at 179 M pixels stays in force). Only this call is affected, not the process."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(handle)
+    with image:
+        yield image
+
+
 def read_raster_header(path: Path) -> RasterHeader:
     """Size and mode without decoding pixels (PIL opens lazily); refuses images over the limit."""
     try:
-        with open_regular(path) as handle, Image.open(handle) as image:
+        with open_regular(path) as handle, open_raster(handle) as image:
             check_raster_size(path, image.width, image.height)
             frames = int(getattr(image, "n_frames", 1) or 1)
             return RasterHeader(image.format or path.suffix.lstrip(".").upper(), image.width, image.height, image.mode, frames)
@@ -56,7 +66,7 @@ def decode_raster(path: Path, frame: int = 0) -> DecodedImage:
     """Decode a raster file: grey -> float32 [H, W]; colour -> uint8 [H, W, 3] (grey if R=G=B)."""
     path = Path(path)
     try:
-        with open_regular(path) as handle, Image.open(handle) as image:
+        with open_regular(path) as handle, open_raster(handle) as image:
             frames = int(getattr(image, "n_frames", 1) or 1)
             if not 0 <= frame < frames:
                 raise StudyLoadError(path, f"frame {frame} does not exist (the file has {frames})")
