@@ -228,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
             with _step("pyinstaller", timings):
                 run_pyinstaller(dist, work, icon_dir, args.clean)
                 strip_binaries(dist)
+                saved = bundle.minify_json_files(app_dir(dist))
+                print(f"minified JSON data files: {saved / 2**20:.1f} MiB saved")
+                saved = bundle.trim_highdicom_tables(app_dir(dist))
+                print(f"trimmed highdicom's module table to the IODs radreview writes: {saved / 2**20:.1f} MiB saved")
         with _step("bundle check", timings):
             report["bundle"] = check_bundle(dist)
         if not args.no_smoke:

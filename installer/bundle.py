@@ -55,6 +55,11 @@ EXCLUDED_MODULES: tuple[str, ...] = (
     "scipy",
     "data_store",  # pydicom-data: test files only
     "deid_data",
+    # reached only through pyparsing's railroad diagrams, which radreview never draws
+    "pyparsing.diagram",
+    "jinja2",
+    "pydoc_data",  # help() topics
+    "mpl_toolkits",  # matplotlib's 3-D and axes-grid toolkits: the reports draw plain 2-D plots
 )
 
 # Qt modules the viewer does not use. PySide6-Essentials ships them; leaving them out keeps
@@ -171,7 +176,63 @@ DROPPED_FILE_PATTERNS: tuple[str, ...] = (
     "matplotlib/mpl-data/fonts/ttf/cm*",
     "matplotlib/mpl-data/fonts/ttf/DejaVuSerif*",
     "matplotlib/mpl-data/fonts/ttf/DejaVuSansMono*",
+    "matplotlib/mpl-data/fonts/ttf/DejaVuSans-*Oblique.ttf",  # no report or plot sets italic text
+    # the shipped model's evaluation figures and plots: models/README.md and the card say them
+    "models/evaluation/*",
+    "numpy/_core/_multiarray_tests*",  # numpy's own test helpers
+    "matplotlib/mpl-data/images/*",  # toolbar icons of matplotlib's GUI backends (radreview draws with Agg)
 )
+
+# JSON data files written with indentation by their packages (highdicom's DICOM standard tables,
+# 22 MiB): rewritten without whitespace after the build; json.load reads the same objects.
+MINIFIED_JSON_PATTERNS: tuple[str, ...] = ("highdicom/_standard/*.json",)
+
+
+# highdicom's module table lists every attribute of every DICOM module, nested sequences included
+# (15 MiB minified). radreview builds only SRs and secondary captures, and copies the patient and
+# study modules of its source images, which takes their root-level attributes only; the trimmed
+# table keeps those IODs' modules whole and the root level of every other module. The frozen
+# app's smoke test writes an SR and a capture through it.
+HIGHDICOM_FULL_IODS: tuple[str, ...] = (
+    "comprehensive-sr", "comprehensive-3d-sr", "enhanced-sr", "basic-text-sr", "secondary-capture-image",
+    "multi-frame-true-color-secondary-capture-image", "multi-frame-grayscale-byte-secondary-capture-image",
+    "multi-frame-grayscale-word-secondary-capture-image", "multi-frame-single-bit-secondary-capture-image",
+)
+
+
+def trim_highdicom_tables(root: Path) -> int:
+    """Trim highdicom's module attribute table under the app as :data:`HIGHDICOM_FULL_IODS` says;
+    returns the bytes saved (0 when highdicom is not in the app)."""
+    import json
+
+    tables = next((p for p in root.rglob("module_attribute_map.json") if p.parent.name == "_standard"), None)
+    if tables is None:
+        return 0
+    modules = json.loads(tables.read_text(encoding="utf-8"))
+    iods = json.loads((tables.parent / "iod_module_map.json").read_text(encoding="utf-8"))
+    whole = {module["key"] for iod in HIGHDICOM_FULL_IODS for module in iods.get(iod, [])}
+    trimmed = {key: items if key in whole else [item for item in items if not item["path"]]
+               for key, items in modules.items()}
+    before = tables.stat().st_size
+    tables.write_text(json.dumps(trimmed, separators=(",", ":")), encoding="utf-8")
+    return before - tables.stat().st_size
+
+
+def minify_json_files(root: Path) -> int:
+    """Rewrite the data files matching :data:`MINIFIED_JSON_PATTERNS` under the app without
+    whitespace; returns the bytes saved."""
+    import json
+
+    saved = 0
+    for pattern in MINIFIED_JSON_PATTERNS:
+        for path in root.rglob(pattern.split("/")[-1]):
+            if not fnmatch.fnmatchcase("/" + path.relative_to(root).as_posix(), "*/" + pattern):
+                continue
+            before = path.stat().st_size
+            data = json.loads(path.read_text(encoding="utf-8"))
+            path.write_text(json.dumps(data, separators=(",", ":"), ensure_ascii=False), encoding="utf-8")
+            saved += before - path.stat().st_size
+    return saved
 
 # Where source resources go inside the app: ``radreview/`` sits next to them in _internal/, so
 # ``Path(radreview.__file__).parents[1] / "resources"`` resolves the same way frozen and not.

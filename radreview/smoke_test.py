@@ -310,6 +310,29 @@ def check_reader_study_database(ctx: SmokeContext) -> dict[str, Any]:
     return {"schema_revision": revision}
 
 
+def check_dicom_results(ctx: SmokeContext) -> dict[str, Any]:
+    """AI results as DICOM (radreview.pacs: highdicom's Comprehensive SR and a heatmap secondary
+    capture) for the demo hand study, read back with pydicom: the frozen app carries highdicom's
+    tables of the standard, trimmed at build time, and this proves they still suffice."""
+    import pydicom
+
+    from radreview.inference.batch import predict_paths
+    from radreview.inference.engine import Engine
+    from radreview.inference.registry import discover
+    from radreview.pacs.ai_results import write_study_reports
+
+    engine = Engine(discover([ctx.models_dir]).models, provider=ctx.provider)
+    batch = predict_paths([ctx.demo_dir / "DEMO_HAND"], engine, workers=1)
+    with tempfile.TemporaryDirectory(prefix="radreview-smoke-") as tmp:
+        reports = write_study_reports(batch, tmp, heatmaps=True)
+        if reports.problems:
+            raise RuntimeError("; ".join(reports.problems))
+        kinds = sorted(str(pydicom.dcmread(path).Modality) for path in reports.files)
+    if "SR" not in kinds:
+        raise RuntimeError(f"no Structured Report was written (wrote {kinds})")
+    return {"objects": kinds}
+
+
 def check_window(ctx: SmokeContext) -> dict[str, Any]:
     """Open the main window on the demo studies, let it load, save a screenshot and close.
 
@@ -351,6 +374,7 @@ CHECKS: tuple[tuple[str, Callable[[SmokeContext], dict[str, Any]]], ...] = (
     ("demo_study", check_demo_study),
     ("models", check_models),
     ("reader_study", check_reader_study_database),
+    ("dicom_results", check_dicom_results),
     ("window", check_window),
 )
 

@@ -57,7 +57,8 @@ def test_smoke_test_passes_with_real_models(toy_models: Path, tmp_path: Path) ->
     assert result["schema"] == SCHEMA and result["ok"] is True and result["frozen"] is False
     checks = _checks(result)
     assert list(checks) == ["environment", "imports", "decoders", "demo_study", "models", "reader_study",
-                            "window"]
+                            "dicom_results", "window"]
+    assert "SR" in checks["dicom_results"]["detail"]["objects"]
     assert checks["imports"]["detail"]["modules"] > 20
     assert all(c["ok"] for c in checks.values())
     assert result["provider"] == "cpu"
