@@ -303,25 +303,28 @@ def _forbidden_path(rel_parts: Iterable[str]) -> str | None:
     return None
 
 
-def frozen_module_names(app_dir: Path) -> list[str]:
-    """Names of the Python modules inside the app's PYZ archive (needs PyInstaller installed)."""
+def _module_archives(app_dir: Path):
+    """The app's PYZ module archives: loose ``*.pyz`` files, else (PyInstaller 6) the ones
+    embedded in the executables' archives."""
     from PyInstaller.archive.readers import CArchiveReader, ZlibArchiveReader
 
-    names: list[str] = []
-    for pyz in app_dir.rglob("*.pyz"):
-        names.extend(ZlibArchiveReader(str(pyz)).toc)
-    if names:
-        return names
-    # PyInstaller 6 embeds the PYZ in the executable's archive.
-    for exe in _executables(app_dir):
+    loose = [ZlibArchiveReader(str(pyz)) for pyz in Path(app_dir).rglob("*.pyz")]
+    if loose:
+        yield from loose
+        return
+    for exe in _executables(Path(app_dir)):
         try:
             carchive = CArchiveReader(str(exe))
         except Exception:  # not a PyInstaller executable
             continue
         for entry in carchive.toc:
             if entry.endswith(".pyz") or entry.startswith("PYZ"):
-                names.extend(carchive.open_embedded_archive(entry).toc)
-    return names
+                yield carchive.open_embedded_archive(entry)
+
+
+def frozen_module_names(app_dir: Path) -> list[str]:
+    """Names of the Python modules inside the app's PYZ archive (needs PyInstaller installed)."""
+    return [name for archive in _module_archives(app_dir) for name in archive.toc]
 
 
 def _executables(app_dir: Path) -> list[Path]:
@@ -414,24 +417,9 @@ def size_breakdown(app_dir: str | Path) -> list[tuple[str, int]]:
 
 def archive_breakdown(app_dir: str | Path) -> list[tuple[str, int]]:
     """Compressed bytes per top-level package inside the app's module archive (needs PyInstaller)."""
-    from PyInstaller.archive.readers import CArchiveReader, ZlibArchiveReader
-
     totals: dict[str, int] = {}
-
-    def add(archive) -> None:  # noqa: ANN001  (PyInstaller's reader)
+    for archive in _module_archives(Path(app_dir)):
         for name, entry in archive.toc.items():
             top = name.split(".")[0]
             totals[top] = totals.get(top, 0) + int(entry[2] if len(entry) > 2 else 0)
-
-    root = Path(app_dir)
-    for pyz in root.rglob("*.pyz"):
-        add(ZlibArchiveReader(str(pyz)))
-    for exe in _executables(root):
-        try:
-            carchive = CArchiveReader(str(exe))
-        except Exception:  # not a PyInstaller executable
-            continue
-        for entry in carchive.toc:
-            if entry.endswith(".pyz") or entry.startswith("PYZ"):
-                add(carchive.open_embedded_archive(entry))
     return sorted(totals.items(), key=lambda item: item[1], reverse=True)

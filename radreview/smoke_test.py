@@ -148,7 +148,8 @@ def _synthetic_dataset(rows: int = 64, cols: int = 48):
     return ds, pixels
 
 
-def _gdcm_transcode(source: Path, target: Path, gdcm_syntax: int) -> None:
+def gdcm_transcode(source: Path, target: Path, gdcm_syntax: int) -> None:
+    """Re-encode a DICOM file in another transfer syntax with GDCM (smoke test and benchmarks)."""
     import gdcm
 
     reader = gdcm.ImageReader()
@@ -188,7 +189,7 @@ def check_decoders(ctx: SmokeContext) -> dict[str, Any]:
         for syntax, gdcm_syntax in ((JPEGLSLossless, gdcm.TransferSyntax.JPEGLSLossless),
                                     (JPEGLosslessSV1, gdcm.TransferSyntax.JPEGLosslessProcess14_1)):
             target = Path(tmp) / f"{syntax.keyword or 'encoded'}.dcm"
-            _gdcm_transcode(source, target, gdcm_syntax)
+            gdcm_transcode(source, target, gdcm_syntax)
             encoded[syntax] = pydicom.dcmread(target)
             # radreview decodes these with gdcm in a child process (studies/isolated.py): in a
             # frozen app that child is the app itself, re-entered through freeze_support().

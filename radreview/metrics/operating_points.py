@@ -85,12 +85,17 @@ class OperatingPoint(DictMixin):
         return {**super().to_dict(), "youden_j": json_safe(self.youden_j)}
 
 
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion; ``(nan, nan)`` when ``n == 0``."""
+def check_binomial(successes: int, n: int, confidence: float) -> None:
+    """Refuse counts and confidence levels no binomial interval can take."""
     if n < 0 or successes < 0 or successes > n:
         raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion; ``(nan, nan)`` when ``n == 0``."""
+    check_binomial(successes, n, confidence)
     if n == 0:
         return math.nan, math.nan
     z = normal_ppf(0.5 + confidence / 2.0)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 from radreview.metrics.distributions import beta_ppf, normal_ppf
-from radreview.metrics.operating_points import Proportion, wilson_interval
+from radreview.metrics.operating_points import Proportion, check_binomial, wilson_interval
 
 MIN_CASES_PER_CLASS = 10  # fewer positive or negative cases than this: a figure is flagged
 NORMAL_APPROXIMATION_MIN = 5
@@ -29,10 +29,7 @@ NORMAL_APPROXIMATION_MIN = 5
 
 def clopper_pearson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Exact (Clopper-Pearson) interval for a binomial proportion; ``(nan, nan)`` when ``n == 0``."""
-    if n < 0 or successes < 0 or successes > n:
-        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    check_binomial(successes, n, confidence)
     if n == 0:
         return math.nan, math.nan
     alpha = 1.0 - confidence

@@ -15,7 +15,6 @@ import csv
 import json
 import logging
 import math
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from radreview.machine import cpu_name
 from radreview.training.augment import AugmentConfig, augment_batch, jpeg_recompress, to_model_input
 from radreview.training.backbones import build_backbone
 from radreview.training.checkpoint import save_checkpoint
@@ -107,17 +107,7 @@ def _device(choice: str) -> torch.device:
 def hardware_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"GPU {torch.cuda.get_device_name(device)}"
-    return f"CPU {_cpu_name()}, {torch.get_num_threads()} torch threads"
-
-
-def _cpu_name() -> str:
-    try:  # Linux names the model here; platform.processor() is often empty there
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return f"CPU {cpu_name()}, {torch.get_num_threads()} torch threads"
 
 
 def _loss_fn(labels: tuple[LabelSpec, ...], targets: np.ndarray, balance: str, device: torch.device):

@@ -21,23 +21,9 @@ from pydicom.data import get_testdata_file
 
 
 def transcode(source: str, syntax, out: Path) -> Path:  # noqa: ANN001 - a gdcm.TransferSyntax enum
-    import gdcm
+    from radreview.smoke_test import gdcm_transcode
 
-    reader = gdcm.ImageReader()
-    reader.SetFileName(source)
-    if not reader.Read():
-        raise RuntimeError(f"gdcm cannot read {source}")
-    change = gdcm.ImageChangeTransferSyntax()
-    change.SetTransferSyntax(gdcm.TransferSyntax(syntax))
-    change.SetInput(reader.GetImage())
-    if not change.Change():
-        raise RuntimeError(f"gdcm cannot transcode {source}")
-    writer = gdcm.ImageWriter()
-    writer.SetFileName(str(out))
-    writer.SetFile(reader.GetFile())
-    writer.SetImage(change.GetOutput())
-    if not writer.Write():
-        raise RuntimeError(f"gdcm cannot write {out}")
+    gdcm_transcode(Path(source), out, syntax)
     return out
 
 

@@ -48,22 +48,14 @@ FRACATLAS = REPO.parent / "shared" / "data" / "fracatlas" / "images"
 sys.path.insert(0, str(REPO))
 PRECISIONS = ("int8", "float32")
 
+from radreview.machine import cpu_name  # noqa: E402 - after the repository is on the path
+
 
 def rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_text() -> str:
