@@ -24,10 +24,10 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 
-from radreview.pacs.cache import cache_root, cached_instances, clear_incomplete, mark_incomplete, store_encoded, study_folder
+from radreview.pacs.cache import cache_root, cached_instances, mark_incomplete, store_encoded, study_folder
 from radreview.pacs.errors import OperationFailed, PacsUnreachable, short_uid
 from radreview.pacs.find import RETURN_KEYS, Query, as_text
-from radreview.pacs.retrieve import Instance, RetrieveResult
+from radreview.pacs.retrieve import Instance, RetrieveResult, finish_retrieval
 from radreview.pacs.send import SendResult, dicom_files
 
 log = logging.getLogger(__name__)
@@ -266,10 +266,4 @@ def retrieve_study_web(client: DicomWebClient, study_uid: str, root: Path | None
                 progress(present, result.expected)
     except (OperationFailed, PacsUnreachable) as exc:
         result.error = str(exc)  # stopped part-way: keep what came
-    result.missing = len(expected - cached_instances(folder))
-    if result.missing == 0:
-        clear_incomplete(folder)
-    else:
-        mark_incomplete(folder, result.expected, result.expected - result.missing, client.label)
-    log.debug("%s", result.summary())
-    return result
+    return finish_retrieval(result, folder, expected, client.label)

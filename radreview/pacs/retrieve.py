@@ -238,11 +238,16 @@ def retrieve_study(node: PacsNode, study_uid: str, method: str = "get", root: Pa
                 except OSError:
                     pass
             raise
+    return finish_retrieval(result, folder, expected_uids, node.label)
+
+
+def finish_retrieval(result: RetrieveResult, folder: Path, expected_uids: set[str], source: str) -> RetrieveResult:
+    """Count what is still missing from the study folder and mark it incomplete (or complete)."""
     result.missing = len(expected_uids - cached_instances(folder))
     if result.missing == 0:
         clear_incomplete(folder)
     else:
-        mark_incomplete(folder, result.expected, result.expected - result.missing, node.label)
+        mark_incomplete(folder, result.expected, result.expected - result.missing, source)
     log.debug("%s", result.summary())
     return result
 
