@@ -104,17 +104,20 @@ def verdicts(engine, files: list[Path]) -> tuple[list[float], list[str]]:
             problems.append(f"{path.name}: {exc}")
             continue
         verdict = next(iter(result.scopes.values()))
-        distances.append(float("inf") if verdict.distance is None else verdict.distance)
+        distance = float("inf") if verdict.distance is None else verdict.distance
+        # relative to the deciding check's limit: a model may carry several checks (ScopeSet)
+        distances.append(distance / verdict.threshold if verdict.threshold else float("inf"))
     return distances, problems
 
 
-def summary(distances: list[float], threshold: float, expect_inside: bool) -> dict:
+def summary(distances: list[float], expect_inside: bool) -> dict:
+    """Distances relative to their limit: above 1 is out of scope."""
     d = np.asarray(distances, dtype=np.float64)
-    outside = int(np.sum(~(d <= threshold)))
+    outside = int(np.sum(~(d <= 1.0)))
     return {"n": int(len(d)), "out_of_scope": outside, "share_out_of_scope": outside / len(d) if len(d) else None,
             "expected": "in scope" if expect_inside else "out of scope",
-            "distance_p50": float(np.percentile(d, 50)) if len(d) else None,
-            "distance_p90": float(np.percentile(d, 90)) if len(d) else None}
+            "relative_distance_p50": float(np.percentile(d, 50)) if len(d) else None,
+            "relative_distance_p90": float(np.percentile(d, 90)) if len(d) else None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,14 +153,15 @@ def main(argv: list[str] | None = None) -> int:
             sets.append(("pip_non_msk_dicom", pip_non_msk_files(), False))
         if args.synthetic:
             sets.append(("synthetic", synthetic_files(Path(tmp)), False))
-        report = {"model": model_file.path.name, "threshold": check.threshold, "percentile": check.percentile,
-                  "sets": {}}
+        report = {"model": model_file.path.name, "percentile": check.percentile,
+                  "checks": {c.output: {"threshold": c.threshold, "percentile": c.percentile} for c in check.checks},
+                  "distance": "relative to the deciding check's threshold (above 1: out of scope)", "sets": {}}
         for name, files, inside in sets:
             distances, problems = verdicts(engine, files)
-            report["sets"][name] = {**summary(distances, check.threshold, inside), "unreadable": len(problems)}
+            report["sets"][name] = {**summary(distances, inside), "unreadable": len(problems)}
             row = report["sets"][name]
             print(f"{name:<22} {row['expected']:<13} n={row['n']:<5} out of scope {row['out_of_scope']:>5} "
-                  f"({100 * (row['share_out_of_scope'] or 0):5.1f}%)  median distance {row['distance_p50'] or 0:.2f}"
+                  f"({100 * (row['share_out_of_scope'] or 0):5.1f}%)  median distance {row['relative_distance_p50'] or 0:.2f} x limit"
                   f"  ({len(problems)} unreadable)")
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))

@@ -198,7 +198,7 @@ def test_card_round_trip_keeps_calibration_basis_and_scope(scoped_model):
     again = ModelCard.from_json(card.to_json())
     assert again.labels[0].calibration == Calibration("platt", 0.5, -1.0, "test")
     assert again.labels[0].operating_points.basis == {"n_pos": 40, "n_neg": 80}
-    assert again.scope_check is not None and again.scope_check.threshold == pytest.approx(card.scope_check.threshold)
+    assert again.scope_check is not None and again.scope_check.checks[0].threshold == pytest.approx(card.scope_check.checks[0].threshold)
 
 
 def test_calibrated_card_fits_everything_on_validation_data():
@@ -210,7 +210,7 @@ def test_calibrated_card_fits_everything_on_validation_data():
     features = rng.normal(size=(n, 12))
     cam = (raw[:, :, None, None] + rng.normal(0, 1, (n, 2, 4, 4))).astype(np.float32)
     new, report = calibrated_card(card, {"logits": raw, "features": features, "cam": cam}, targets,
-                                  rng.normal(size=(800, 12)))
+                                  {"features": rng.normal(size=(800, 12))})
     fractured, hardware = new.labels
     assert fractured.calibration.method in ("platt", "temperature") and fractured.calibration.scale < 1
     assert report["calibration"]["fractured"]["ece_after"] < report["calibration"]["fractured"]["ece_before"]
@@ -287,3 +287,114 @@ def test_predict_outputs_carry_in_scope_and_distance(scoped_model, tmp_path):
     assert float(outside["scope_distance"]) > float(outside["scope_threshold"])
     document = json.loads((tmp_path / "out.json").read_text())
     assert document["models"][0]["scope_check"] is True and document["models"][0]["calibrated"] is True
+
+
+# -- several checks (head features and the frozen lower stages' statistics) ----------------------
+def two_check_set():
+    from radreview.inference.scope import LOWER_FEATURES_OUTPUT, fit_scope_set
+
+    fit = {"features": gaussian(1500), LOWER_FEATURES_OUTPUT: gaussian(1500, d=10, seed=4)}
+    held = {"features": gaussian(400, seed=1), LOWER_FEATURES_OUTPUT: gaussian(400, d=10, seed=5)}
+    return fit_scope_set(fit, held, percentile=99, components=8)
+
+
+def test_scope_set_rejects_when_either_check_does_and_keeps_the_overall_rate():
+    from radreview.inference.scope import LOWER_FEATURES_OUTPUT
+
+    scope = two_check_set()
+    assert scope.outputs == ("features", LOWER_FEATURES_OUTPUT)
+    assert all(check.percentile == pytest.approx(99.5) for check in scope.checks)  # the 1% split between two
+    inside = {"features": gaussian(3000, seed=2), LOWER_FEATURES_OUTPUT: gaussian(3000, d=10, seed=6)}
+    assert rejection_rate(scope, inside) <= 0.03
+    # the head features look normal, the lower statistics do not (what heavy augmentation causes)
+    lower_only = {"features": gaussian(300, seed=7), LOWER_FEATURES_OUTPUT: gaussian(300, d=10, shift=2.0, seed=8)}
+    assert rejection_rate(scope, lower_only) >= 0.95
+    distance, threshold = scope.judge(lower_only)
+    assert np.all(threshold[distance > threshold] == scope.checks[1].threshold)  # the deciding check reports
+    with pytest.raises(ScopeError, match="lower_features"):
+        scope.judge({"features": inside["features"]})
+
+
+def test_scope_set_round_trips_and_single_checks_keep_their_layout():
+    from radreview.inference.scope import SCOPE_METHOD, ScopeSet
+
+    scope = two_check_set()
+    again = ScopeSet.from_dict(json.loads(json.dumps(scope.to_dict())))
+    probe = {"features": gaussian(20, seed=9), "lower_features": gaussian(20, d=10, seed=9)}
+    assert np.allclose(scope.judge(probe)[0], again.judge(probe)[0]) and again.percentile == 99
+    single = fit_scope(gaussian(100), gaussian(50, seed=1), components=4)
+    assert ScopeSet((single,)).to_dict()["method"] == SCOPE_METHOD  # older readers still read it
+    assert ScopeSet.from_dict(single.to_dict()).checks[0].threshold == pytest.approx(single.threshold)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(checks=[]), "'checks' must be a list"),
+    (lambda d: d.update(checks=d["checks"][:1] * 2), "same graph output"),
+    (lambda d: d["checks"][1].pop("mean"), "check 2: 'mean' is missing"),
+    (lambda d: d.update(percentile="high"), "'percentile' must be a number"),
+])
+def test_malformed_scope_sets_are_named(change, message):
+    from radreview.inference.scope import ScopeSet
+
+    raw = json.loads(json.dumps(two_check_set().to_dict()))
+    change(raw)
+    with pytest.raises(ScopeError, match=message):
+        ScopeSet.from_dict(raw)
+
+
+def _add_lower_output(path):
+    """Give a scoped toy graph a ``lower_features`` output: per-channel mean and mean square of the
+    input image (a stand-in for a lower stage's statistics, computed in the graph)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    graph.node.extend([  # opset 13: the axes are an attribute
+        helper.make_node("ReduceMean", ["image"], ["t_mean"], axes=[2, 3], keepdims=0),
+        helper.make_node("Mul", ["image", "image"], ["t_sq"]),
+        helper.make_node("ReduceMean", ["t_sq"], ["t_msq"], axes=[2, 3], keepdims=0),
+        helper.make_node("Concat", ["t_mean", "t_msq"], ["lower_features"], axis=1),
+    ])
+    graph.output.append(helper.make_tensor_value_info("lower_features", TensorProto.FLOAT, ["N", 6]))
+    onnx.save(model, str(path))
+
+
+def test_engine_runs_every_check_of_a_two_check_model(tmp_path):
+    import onnxruntime as ort
+
+    from radreview.inference.preprocess import prepare
+    from radreview.inference.scope import fit_scope_set
+    from _scoped_models import blank_image
+
+    path = tmp_path / "two.onnx"
+    card = build_scoped_model(path, "two", [("fractured", "fracture")])
+    _add_lower_output(path)
+    card = write_card(path, dataclasses.replace(card, scope={}))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def outputs(images):
+        batch = np.stack([prepare(image, card.input)[0] for image in images])
+        return dict(zip(["features", "lower_features"], session.run(["features", "lower_features"], {"image": batch})))
+
+    scope = fit_scope_set(outputs(dark_images(300, 0)), outputs(dark_images(120, 1)), components=4)
+    write_card(path, dataclasses.replace(card, scope=scope.to_dict()))
+    engine = Engine(discover([tmp_path]).models, provider="cpu")
+    assert engine.models[0].outputs == ["logits", "cam", "features", "lower_features"]
+    inside = engine.predict(dark_images(1, seed=11)[0]).scopes["two"]
+    outside = engine.predict(blank_image()).scopes["two"]
+    assert inside.status == "in_scope" and outside.status == "out_of_scope"
+    assert outside.threshold in [check.threshold for check in scope.checks]
+
+
+def test_a_check_whose_output_is_missing_disables_the_whole_scope_check(tmp_path):
+    from radreview.inference.scope import LOWER_FEATURES_OUTPUT, ScopeSet
+
+    path = tmp_path / "partial.onnx"
+    card = build_scoped_model(path, "partial", [("fractured", "fracture")])
+    head = card.scope_check.checks[0]
+    lower = dataclasses.replace(head, output=LOWER_FEATURES_OUTPUT)
+    write_card(path, dataclasses.replace(card, scope=ScopeSet((head, lower)).to_dict()))
+    engine = Engine(discover([tmp_path]).models, provider="cpu")
+    verdict = engine.predict(dark_images(1)[0]).scopes["partial"]
+    assert verdict.status == "no_check" and "lower_features" in verdict.note

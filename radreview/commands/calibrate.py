@@ -69,8 +69,10 @@ def run(args: argparse.Namespace) -> int:
         Path(args.report).write_text(json.dumps(report, indent=1, default=float))
     scope = report["scope"]
     print(f"wrote {args.out}: {card.name} {card.version}")
-    print(f"  scope check: threshold {scope['threshold']:.3f} ({scope['percentile']:g}th percentile of "
-          f"{scope['n_threshold']} validation images; fitted on {scope['n_fit']} training images)")
+    for check in scope["checks"]:
+        print(f"  scope check on {check['output']}: threshold {check['threshold']:.3f} ({check['percentile']:g}th "
+              f"percentile of {scope['n_threshold']} validation images; fitted on {scope['n_fit']} training images)")
+    print(f"  scope check: {100 * scope['validation_rejected']:.1f}% of validation images out of scope")
     for name, figures in report["calibration"].items():
         extra = (f"ECE {figures['ece_before']:.3f} -> {figures['ece_after']:.3f}" if "ece_before" in figures
                  else f"T = {figures.get('temperature', 1):.3f}")

@@ -13,7 +13,8 @@ Several tasks may share one backbone: each label names its ``task`` (``region``,
 
 Optional parts, each checked when the card is read:
 - ``scope``: the statistics of the scope check (:mod:`radreview.inference.scope`) over a graph
-  output ``features`` [N, D]. Unusable statistics do not make the model unusable: the card is
+  output ``features`` [N, D], or (``all-of``) several checks over outputs such as ``features``
+  and ``lower_features``. Unusable statistics do not make the model unusable: the card is
   read without them and says why in :attr:`ModelCard.notes` ("no scope check").
 - per label ``calibration``: p = sigmoid(scale * logit + offset), fitted on the validation split;
   the operating points are thresholds on these calibrated probabilities, and ``basis`` says how
@@ -37,7 +38,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from radreview.inference.scope import ScopeCheck, ScopeError
+from radreview.inference.scope import ScopeError, ScopeSet
 from radreview.limits import hint, limits
 
 CARD_METADATA_KEY = "radreview.model_card"
@@ -167,7 +168,7 @@ class ModelCard:
 
     # -- the scope check -----------------------------------------------------------------------
     @cached_property
-    def scope_check(self) -> ScopeCheck | None:
+    def scope_check(self) -> ScopeSet | None:
         """The parsed scope check, or None (no statistics, or unusable ones: see :attr:`scope_note`)."""
         return _parse_scope(self.scope)[0]
 
@@ -421,11 +422,11 @@ def _calibration(raw: Any, where: str) -> Calibration:
                        fitted_on=str(raw.get("fitted_on", "")))
 
 
-def _parse_scope(raw: dict[str, Any]) -> tuple[ScopeCheck | None, str]:
+def _parse_scope(raw: dict[str, Any]) -> tuple[ScopeSet | None, str]:
     if not raw:
         return None, "the model card has no scope statistics"
     try:
-        return ScopeCheck.from_dict(raw), ""
+        return ScopeSet.from_dict(raw), ""
     except ScopeError as exc:
         return None, f"unusable scope statistics ({exc})"
 

@@ -26,7 +26,7 @@ from radreview.inference.cam import local_logits
 from radreview.inference.card import LabelCard, ModelCard
 from radreview.inference.preprocess import LetterboxGeometry, prepare, preprocessing_key
 from radreview.inference.registry import ModelFile, ModelProblem
-from radreview.inference.scope import ScopeCheck, ScopeVerdict
+from radreview.inference.scope import ScopeSet, ScopeVerdict
 from radreview.inference.sessions import SessionInfo, create_session
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class LoadedModel:
         self.key = preprocessing_key(self.card.input)
         self.is_region = any(label.task == REGION_TASK for label in self.card.labels)
         self.scope, self.scope_note = self._scope_check()
-        self.outputs = ["logits", "cam"] + ([self.scope.output] if self.scope is not None else [])
+        self.outputs = ["logits", "cam"] + (list(self.scope.outputs) if self.scope is not None else [])
         n = len(self.card.labels)
         self._scale = np.ones(n, np.float32)
         self._offset = np.zeros(n, np.float32)
@@ -120,36 +120,39 @@ class LoadedModel:
                 self._offset[label.index] = label.calibration.offset
         self.calibrated = any(label.calibration is not None for label in self.card.labels)
 
-    def _scope_check(self) -> tuple[ScopeCheck | None, str]:
-        check = self.card.scope_check
-        if check is None:
+    def _scope_check(self) -> tuple[ScopeSet | None, str]:
+        scope = self.card.scope_check
+        if scope is None:
             return None, self.card.scope_note
         outputs = {o.name: o for o in self.session.get_outputs()}
-        if check.output not in outputs:
-            note = f"the graph has no output {check.output!r} that the scope statistics need"
-            log.warning("%s: %s; running without a scope check", self.file.path, note)
-            return None, note
-        shape = outputs[check.output].shape
-        if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != check.dim):
-            note = f"graph output {check.output!r} has shape {shape}, the scope statistics expect [N, {check.dim}]"
-            log.warning("%s: %s; running without a scope check", self.file.path, note)
-            return None, note
-        return check, ""
+        for check in scope.checks:
+            note = ""
+            if check.output not in outputs:
+                note = f"the graph has no output {check.output!r} that the scope statistics need"
+            else:
+                shape = outputs[check.output].shape
+                if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != check.dim):
+                    note = f"graph output {check.output!r} has shape {shape}, the scope statistics expect [N, {check.dim}]"
+            if note:  # a partial check would pass images the model cannot vouch for: none at all
+                log.warning("%s: %s; running without a scope check", self.file.path, note)
+                return None, note
+        return scope, ""
 
-    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(raw logits [N, K], cam [N, K, h, w], pooled features [N, D] or None), their shapes
-        checked against the card: a graph can say [N, K] and return something else."""
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray] | None]:
+        """(raw logits [N, K], cam [N, K, h, w], the scope check's features by output or None),
+        their shapes checked against the card: a graph can say [N, K] and return something else."""
         values = self.session.run(self.outputs, {"image": batch})
         logits, cam = np.asarray(values[0]), np.asarray(values[1])
-        features = np.asarray(values[2]) if len(values) > 2 else None
+        features = {name: np.asarray(v) for name, v in zip(self.outputs[2:], values[2:])} if len(values) > 2 else None
         n, k = batch.shape[0], len(self.card.labels)
         if logits.shape != (n, k):
             raise ModelOutputError(f"returned logits of shape {list(logits.shape)}, but its card lists {k} labels "
                                    f"(expected [{n}, {k}])")
         if cam.ndim != 4 or cam.shape[:2] != (n, k):
             raise ModelOutputError(f"returned heatmaps of shape {list(cam.shape)} (expected [{n}, {k}, h, w])")
-        if features is not None and (features.ndim != 2 or features.shape[0] != n):
-            raise ModelOutputError(f"returned scope features of shape {list(features.shape)} (expected [{n}, D])")
+        for name, value in (features or {}).items():
+            if value.ndim != 2 or value.shape[0] != n:
+                raise ModelOutputError(f"returned scope features {name!r} of shape {list(value.shape)} (expected [{n}, D])")
         return logits, cam, features
 
     def calibrate(self, logits: np.ndarray) -> np.ndarray:
@@ -178,12 +181,13 @@ class LoadedModel:
                 probs[:, cols] = 1.0 / (1.0 + np.exp(-logits[:, cols]))
         return probs
 
-    def verdicts(self, features: np.ndarray | None, n: int) -> list[ScopeVerdict]:
+    def verdicts(self, features: dict[str, np.ndarray] | None, n: int) -> list[ScopeVerdict]:
         name = self.card.name
         if self.scope is None or features is None:
             return [ScopeVerdict(name, "no_check", note=self.scope_note)] * n
-        distances = self.scope.distance(features)
-        return [ScopeVerdict(name, self.scope.status(float(d)), float(d), self.scope.threshold) for d in distances]
+        distances, thresholds = self.scope.judge(features)
+        return [ScopeVerdict(name, "in_scope" if d <= t else "out_of_scope", float(d), float(t))
+                for d, t in zip(distances, thresholds)]
 
 
 def region_threshold(label: LabelCard) -> float:

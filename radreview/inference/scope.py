@@ -15,6 +15,15 @@ their (shrunk) variances, and one variance for the remaining ``D - k`` direction
 
 reported as ``sqrt(d^2 / D)`` so that a typical in-scope image sits near 1.
 
+A model may carry several checks over different graph outputs (:class:`ScopeSet`): the pooled
+head features, which training shapes for the labels, and ``lower_features`` (per-channel mean and
+standard deviation of the frozen lower stages' feature map), which keep the generic ImageNet
+view of "what kind of picture is this". Fine-tuning with heavy augmentation can teach the head
+features to ignore exactly what tells a radiograph from a blank page; the lower stages never
+change, so their check still does. An image is in scope only when every check accepts it; with
+``k`` checks each threshold is the ``100 - (100 - p) / k``th percentile so that at most about
+``100 - p`` % of validation images are rejected in all.
+
 numpy only; the card stores the arrays as base64 float32 (little endian).
 """
 
@@ -22,13 +31,17 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 SCOPE_METHOD = "mahalanobis-shrinkage/1"
+SCOPE_SET_METHOD = "all-of/1"
 FEATURES_OUTPUT = "features"
+LOWER_FEATURES_OUTPUT = "lower_features"
+MAX_CHECKS = 4
 DEFAULT_PERCENTILE = 99.0
 DEFAULT_COMPONENTS = 256
 
@@ -120,6 +133,71 @@ class ScopeCheck:
                    reference=reference if isinstance(reference, dict) else {})
 
 
+@dataclass(frozen=True, eq=False)
+class ScopeSet:
+    """A model's scope check: one or more :class:`ScopeCheck` over different graph outputs; an
+    image is in scope only when every one accepts it."""
+
+    checks: tuple[ScopeCheck, ...]
+    percentile: float = DEFAULT_PERCENTILE  # the overall share of validation images kept
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(check.output for check in self.checks)
+
+    def judge(self, features: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(distance [N], threshold [N]) of the deciding check per image: the one furthest past its
+        threshold (relative to it), so the image is out of scope exactly when distance > threshold."""
+        ratios, distances, thresholds = [], [], []
+        for check in self.checks:
+            if check.output not in features:
+                raise ScopeError(f"the scope check needs graph output {check.output!r}")
+            d = check.distance(features[check.output])
+            d = np.where(np.isfinite(d), d, np.inf)
+            distances.append(d)
+            thresholds.append(np.full_like(d, check.threshold))
+            ratios.append(d / check.threshold)
+        pick = np.argmax(np.stack(ratios), axis=0)
+        rows = np.arange(len(pick))
+        return np.stack(distances)[pick, rows], np.stack(thresholds)[pick, rows]
+
+    def rejected(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Boolean [N]: out of scope."""
+        distance, threshold = self.judge(features)
+        return ~(distance <= threshold)
+
+    def to_dict(self) -> dict[str, Any]:
+        if len(self.checks) == 1:  # single-check cards keep the original layout
+            return self.checks[0].to_dict()
+        return {"method": SCOPE_SET_METHOD, "percentile": float(self.percentile),
+                "checks": [check.to_dict() for check in self.checks]}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> ScopeSet:
+        """Parse the card's ``scope`` section (one check, or ``all-of`` several)."""
+        if not isinstance(raw, dict):
+            raise ScopeError("'scope' is not an object")
+        if raw.get("method") != SCOPE_SET_METHOD:
+            check = ScopeCheck.from_dict(raw)
+            return cls((check,), check.percentile)
+        items = raw.get("checks")
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_CHECKS:
+            raise ScopeError(f"'checks' must be a list of 1 to {MAX_CHECKS} scope checks")
+        checks = []
+        for number, item in enumerate(items, 1):
+            try:
+                checks.append(ScopeCheck.from_dict(item))
+            except ScopeError as exc:
+                raise ScopeError(f"check {number}: {exc}") from exc
+        outputs = [check.output for check in checks]
+        if len(set(outputs)) != len(outputs):
+            raise ScopeError(f"two checks read the same graph output ({outputs})")
+        percentile = raw.get("percentile", DEFAULT_PERCENTILE)
+        if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 < percentile <= 100:
+            raise ScopeError(f"'percentile' must be a number in (0, 100], got {percentile!r}")
+        return cls(tuple(checks), float(percentile))
+
+
 @dataclass(frozen=True)
 class ScopeVerdict:
     """One model's answer to "is this image inside what I was trained on?"."""
@@ -196,10 +274,32 @@ def fit_scope(
                                  "reference": {**check.reference, "n_fit": int(n), "n_threshold": int(len(held))}})
 
 
-def rejection_rate(check: ScopeCheck, features: np.ndarray) -> float:
-    """Share of images [N, D] that the check calls out of scope."""
-    distances = check.distance(features)
-    return float(np.mean(~(distances <= check.threshold))) if len(distances) else math.nan
+def fit_scope_set(
+    fit_features: Mapping[str, np.ndarray],
+    threshold_features: Mapping[str, np.ndarray],
+    percentile: float = DEFAULT_PERCENTILE,
+    components: int = DEFAULT_COMPONENTS,
+    reference: dict[str, Any] | None = None,
+) -> ScopeSet:
+    """One check per graph output in ``fit_features`` (training split) thresholded on
+    ``threshold_features`` (validation split), each at ``100 - (100 - percentile) / k``."""
+    outputs = [name for name in (FEATURES_OUTPUT, LOWER_FEATURES_OUTPUT) if name in fit_features]
+    outputs += [name for name in fit_features if name not in outputs]
+    if not outputs:
+        raise ScopeError("no features to fit a scope check on")
+    each = 100.0 - (100.0 - percentile) / len(outputs)
+    checks = tuple(fit_scope(fit_features[name], threshold_features[name], percentile=each, components=components,
+                             reference=reference, output=name) for name in outputs)
+    return ScopeSet(checks, percentile if len(checks) > 1 else each)
+
+
+def rejection_rate(scope: ScopeCheck | ScopeSet, features: np.ndarray | Mapping[str, np.ndarray]) -> float:
+    """Share of images that the check (features [N, D]) or set (features by output) calls out of scope."""
+    if isinstance(scope, ScopeCheck):
+        distances = scope.distance(features)
+        return float(np.mean(~(distances <= scope.threshold))) if len(distances) else math.nan
+    rejected = scope.rejected(features)
+    return float(np.mean(rejected)) if len(rejected) else math.nan
 
 
 # -- helpers ---------------------------------------------------------------------------------

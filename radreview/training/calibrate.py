@@ -33,7 +33,8 @@ import numpy as np
 
 from radreview.inference.card import Calibration, ModelCard, OperatingPoints, card_from_onnx_model, write_card
 from radreview.inference.cam import local_logits
-from radreview.inference.scope import DEFAULT_PERCENTILE, FEATURES_OUTPUT, fit_scope, rejection_rate
+from radreview.inference.scope import (DEFAULT_PERCENTILE, FEATURES_OUTPUT, LOWER_FEATURES_OUTPUT, fit_scope_set,
+                                      rejection_rate)
 from radreview.metrics.calibration import expected_calibration_error, fit_logit_calibration
 from radreview.training.card_sections import validation_section
 from radreview.training.datasets import LabelledDataset, load_dataset
@@ -90,10 +91,17 @@ def _rename_tensor(graph: Any, old: str, new: str) -> None:
             info.name = new
 
 
+def scope_outputs(session) -> list[str]:
+    """The graph outputs a scope check can be fitted on: ``features`` and, when the graph has it,
+    ``lower_features`` (the frozen lower stages' statistics)."""
+    names = {o.name for o in session.get_outputs()}
+    return [name for name in (FEATURES_OUTPUT, LOWER_FEATURES_OUTPUT) if name in names]
+
+
 def run_model(session, pixels: np.ndarray, mean, std, progress: Progress = None, cancel: CancelCheck = None,
               batch_size: int = 16, with_cam: bool = False) -> dict[str, np.ndarray]:
-    """Raw logits, features (and cam, float16) for letterboxed uint8 pixels [N, H, W]."""
-    names = ["logits", FEATURES_OUTPUT] + (["cam"] if with_cam else [])
+    """Raw logits, scope features (and cam, float16) for letterboxed uint8 pixels [N, H, W]."""
+    names = ["logits", *scope_outputs(session)] + (["cam"] if with_cam else [])
     out: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for start in range(0, len(pixels), batch_size):
         if cancel and cancel():
@@ -104,6 +112,11 @@ def run_model(session, pixels: np.ndarray, mean, std, progress: Progress = None,
         if progress:
             progress(min(start + batch_size, len(pixels)), len(pixels))
     return {name: np.concatenate(values) if values else np.zeros((0,)) for name, values in out.items()}
+
+
+def scope_outputs_of(outputs: dict[str, np.ndarray]) -> list[str]:
+    """The scope feature outputs among :func:`run_model`'s results."""
+    return [name for name in (FEATURES_OUTPUT, LOWER_FEATURES_OUTPUT) if name in outputs]
 
 
 # -- fitting --------------------------------------------------------------------------------------
@@ -208,10 +221,14 @@ def cam_display_defaults(card: ModelCard, raw_logits: np.ndarray, cam: np.ndarra
     return {"span_logits": round(float(np.median(list(spans.values()))), 2), "label_span_logits": spans}
 
 
-def calibrated_card(card: ModelCard, val: dict[str, np.ndarray], val_targets: np.ndarray, train_features: np.ndarray,
+def calibrated_card(card: ModelCard, val: dict[str, np.ndarray], val_targets: np.ndarray,
+                    train_features: dict[str, np.ndarray],
                     method: str = "auto", percentile: float = DEFAULT_PERCENTILE,
                     reference: dict[str, Any] | None = None) -> tuple[ModelCard, dict[str, Any]]:
-    """The card with scope check, calibrations, operating points and CAM span fitted (a pure function)."""
+    """The card with scope check, calibrations, operating points and CAM span fitted (a pure function).
+
+    ``train_features``: the training split's scope features by graph output (``features`` and, when
+    the graph has it, ``lower_features``); one check is fitted per output."""
     n_val = len(val_targets)
     described = f"validation split, {n_val} images"
     calibrations, cal_report = fit_label_calibrations(card, val["logits"], val_targets, method, described)
@@ -230,8 +247,9 @@ def calibrated_card(card: ModelCard, val: dict[str, np.ndarray], val_targets: np
                  "scale": "calibrated probability"}
         new_labels.append(replace(lab, operating_points=OperatingPoints(**ops, basis=basis) if ops else None))
     staged = replace(staged, labels=tuple(new_labels))
-    scope = fit_scope(train_features, val["features"], percentile=percentile,
-                      reference={"fit_split": "train", "threshold_split": "validation", **(reference or {})})
+    scope = fit_scope_set(train_features, {name: val[name] for name in train_features}, percentile=percentile,
+                          reference={"fit_split": "train", "threshold_split": "validation", **(reference or {})})
+    n_fit = len(next(iter(train_features.values())))
     spans = cam_display_defaults(staged, val["logits"], val["cam"], val_targets) if "cam" in val else {}
     staged = replace(staged, scope=scope.to_dict(), cam={**card.cam, **spans})
     report = {
@@ -240,10 +258,11 @@ def calibrated_card(card: ModelCard, val: dict[str, np.ndarray], val_targets: np
                                         "youden": lab.operating_points.youden, **lab.operating_points.basis,
                                         "reliable": lab.operating_points.reliable}
                              for lab in staged.labels if lab.operating_points},
-        "scope": {"threshold": scope.threshold, "percentile": percentile, "components": int(scope.components.shape[0]),
-                  "dim": scope.dim, "shrinkage": scope.shrinkage, "n_fit": len(train_features),
-                  "n_threshold": len(val["features"]),
-                  "validation_rejected": rejection_rate(scope, val["features"])},
+        "scope": {"percentile": percentile, "n_fit": n_fit, "n_threshold": n_val,
+                  "validation_rejected": rejection_rate(scope, val),
+                  "checks": [{"output": c.output, "threshold": c.threshold, "percentile": c.percentile,
+                              "components": int(c.components.shape[0]), "dim": c.dim, "shrinkage": c.shrinkage,
+                              "validation_rejected": rejection_rate(c, val[c.output])} for c in scope.checks]},
         "cam_span_logits": spans.get("label_span_logits", {}),
     }
     return staged, report
@@ -342,7 +361,8 @@ def calibrate_model_file(
                         with_cam=True)
         del session
         val_targets = np.asarray([s.targets for s in val_kept], dtype=np.float64).reshape(len(val_kept), -1)
-        new_card, report = calibrated_card(card, val, val_targets, train["features"], method, percentile,
+        features = {name: train[name] for name in scope_outputs_of(train)}
+        new_card, report = calibrated_card(card, val, val_targets, features, method, percentile,
                                            reference={"dataset": Path(str(dataset.source)).name,
                                                       "split_file": Path(split_file).name})
         new_card = replace(new_card, training_run={**card.training_run, "calibration": {

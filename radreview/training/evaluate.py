@@ -60,8 +60,8 @@ class EvalModel:
     run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # normalised batch -> (logits, cam)
     torch_model: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
-    scope: Any = None  # the card's ScopeCheck, when the model has one
-    distances: list[np.ndarray] = field(default_factory=list)  # filled by run() batch by batch
+    scope: Any = None  # the card's ScopeSet, when the model has one
+    distances: list[np.ndarray] = field(default_factory=list)  # [2, n] (distance, threshold) per batch, from run()
 
 
 def load_eval_model(path: str | Path, provider: str = "cpu") -> EvalModel:
@@ -81,7 +81,7 @@ def _load_onnx(path: Path, provider: str) -> EvalModel:
     card = read_card(path)
     session, _ = create_session(str(path), provider)
     outputs = [o.name for o in session.get_outputs()]
-    scope = card.scope_check if card.scope_check is not None and card.scope_check.output in outputs else None
+    scope = card.scope_check if card.scope_check is not None and set(card.scope_check.outputs) <= set(outputs) else None
     scale = np.ones(len(card.labels), np.float32)
     offset = np.zeros(len(card.labels), np.float32)
     for label in card.labels:
@@ -95,7 +95,7 @@ def _load_onnx(path: Path, provider: str) -> EvalModel:
         result = session.run(None, {"image": batch.astype(np.float32)})
         named = dict(zip(outputs, result))
         if scope is not None:
-            distances.append(scope.distance(named[scope.output]))
+            distances.append(np.stack(scope.judge(named)))  # [2, n]: deciding distance, its threshold
         cam = named.get("cam", np.zeros((len(batch), 0, 1, 1), np.float32))
         return named["logits"] * scale + offset, cam
 
@@ -271,9 +271,11 @@ def evaluate_model(
     result["macro_auc_by_task"] = {task: float(np.mean(v)) for task, v in by_task.items()}
     result["localisation"] = _localisation(data, kept, targets, probs, cams, pairs, labels, model)
     if model.scope is not None and model.distances:
-        distances = np.concatenate(model.distances)
-        rejected = int(np.sum(~(distances <= model.scope.threshold)))
-        result["scope"] = {"threshold": model.scope.threshold, "n": int(len(distances)), "rejected": rejected,
+        distances, thresholds = np.concatenate(model.distances, axis=1)
+        rejected = int(np.sum(~(distances <= thresholds)))
+        limits = [check.threshold for check in model.scope.checks]
+        result["scope"] = {"threshold": limits[0] if len(limits) == 1 else limits, "n": int(len(distances)),
+                           "outputs": list(model.scope.outputs), "rejected": rejected,
                            "rejected_share": rejected / len(distances),
                            "distance_percentiles": {str(q): float(np.percentile(distances, q)) for q in (50, 90, 99)}}
 

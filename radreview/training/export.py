@@ -3,7 +3,8 @@
 The graph has input ``image`` float32 [N, 3, H, W] (dynamic N) and outputs ``logits`` [N, K],
 ``cam`` [N, K, h, w] (the class activation maps computed in the graph from the last feature map
 and the linear head's weights, so the viewer needs neither torch nor gradients) and ``features``
-[N, C] (the pooled features, for the scope check). The card carries what training fitted on the
+[N, C] (the pooled features) and ``lower_features`` [N, 2C'] (per-channel mean and standard
+deviation of the frozen lower stages' feature map), the two inputs of the scope check. The card carries what training fitted on the
 validation split: per-label calibration, operating points on calibrated probabilities with their
 basis, the scope check's statistics and the heatmap colour span.
 """
@@ -24,15 +25,18 @@ from radreview import RESEARCH_USE_NOTICE
 from radreview.inference.card import Calibration, InputCard, LabelCard, ModelCard, OperatingPoints, write_card
 from radreview.training.card_sections import DISPLAY_NAMES, validation_section
 from radreview.training.checkpoint import load_model
-from radreview.training.model import CamExportWrapper
+from radreview.training.model import CamExportWrapper, scope_stage_for
 
 log = logging.getLogger(__name__)
 OPSET = 17
 
 
-def export_onnx_graph(model: torch.nn.Module, height: int, width: int, out_path: Path) -> None:
-    """Write the bare graph (no card yet), opset 17, dynamic batch."""
-    wrapper = CamExportWrapper(model).eval()
+def export_onnx_graph(model: torch.nn.Module, height: int, width: int, out_path: Path,
+                      scope_stage: int | None = None) -> None:
+    """Write the bare graph (no card yet), opset 17, dynamic batch; with ``scope_stage`` it also
+    outputs ``lower_features`` (statistics of that stage's input, for the scope check)."""
+    wrapper = CamExportWrapper(model, scope_stage).eval()
+    names = ["logits", "cam", "features"] + (["lower_features"] if scope_stage else [])
     dummy = torch.zeros(1, 3, height, width)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
@@ -46,8 +50,8 @@ def export_onnx_graph(model: torch.nn.Module, height: int, width: int, out_path:
             (dummy,),
             str(out_path),
             input_names=["image"],
-            output_names=["logits", "cam", "features"],
-            dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}, "cam": {0: "N"}, "features": {0: "N"}},
+            output_names=names,
+            dynamic_axes={"image": {0: "N"}, **{name: {0: "N"} for name in names}},
             opset_version=OPSET,
             do_constant_folding=True,
             dynamo=False,  # the TorchScript exporter needs no onnxscript and gives a compact graph
@@ -106,7 +110,8 @@ def export_checkpoint(
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory() as tmp:
         bare = Path(tmp) / "model.onnx"
-        export_onnx_graph(model, meta["input"]["height"], meta["input"]["width"], bare)
+        stage = scope_stage_for(len(model.backbone.stages), meta.get("config", {}).get("trainable_stages"))
+        export_onnx_graph(model, meta["input"]["height"], meta["input"]["width"], bare, stage)
         card = card_from_checkpoint(meta, validation)
         card = write_card(bare, card)
         out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -39,18 +39,40 @@ class MultiLabelClassifier(nn.Module):
 
 
 class CamExportWrapper(nn.Module):
-    """What the ONNX file contains: ``image`` -> (``logits``, ``cam``, ``features``).
+    """What the ONNX file contains: ``image`` -> (``logits``, ``cam``, ``features``[, ``lower_features``]).
 
-    ``features`` are the pooled features that feed the head: the scope check's input
-    (radreview.inference.scope).
+    ``features`` are the pooled features that feed the head; ``lower_features`` (when
+    ``scope_stage`` is given) the per-channel mean and standard deviation of the feature map after
+    the first ``scope_stage`` stages. Both are scope-check inputs (radreview.inference.scope).
     """
 
-    def __init__(self, model: MultiLabelClassifier) -> None:
+    def __init__(self, model: MultiLabelClassifier, scope_stage: int | None = None) -> None:
         super().__init__()
         self.model = model
+        self.scope_stage = scope_stage
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.model.forward_all(image)
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if not self.scope_stage:
+            return self.model.forward_all(image)
+        lower = self.model.backbone(image, stop=self.scope_stage)
+        logits, cam, pooled = self.model.forward_all(lower, start_stage=self.scope_stage)
+        return logits, cam, pooled, feature_statistics(lower)
+
+
+def feature_statistics(feature_map: torch.Tensor) -> torch.Tensor:
+    """Per-channel mean and standard deviation over the map [N, C, h, w] -> [N, 2C]: what kind of
+    picture it is (texture, contrast, structure), independent of where things are."""
+    mean = feature_map.mean(dim=(2, 3))
+    std = (feature_map * feature_map).mean(dim=(2, 3)).sub(mean * mean).clamp_min(0.0).sqrt()
+    return torch.cat([mean, std], dim=1)
+
+
+def scope_stage_for(num_stages: int, trainable_stages: int | None) -> int:
+    """Where ``lower_features`` are tapped: below the stages that training changed (the frozen
+    ImageNet stages), or below the top four when everything was trained."""
+    if trainable_stages is not None and 0 < trainable_stages < num_stages:
+        return num_stages - trainable_stages
+    return max(1, num_stages - 4)
 
 
 def freeze_lower_stages(model: MultiLabelClassifier, trainable_stages: int | None) -> int:

@@ -31,7 +31,8 @@ from radreview.training.backbones import build_backbone
 from radreview.training.checkpoint import save_checkpoint
 from radreview.training.datasets import LabelledDataset, LabelSpec, Sample, TaskKind, load_dataset
 from radreview.training.image_cache import Cancelled, load_letterboxed
-from radreview.training.model import MultiLabelClassifier, freeze_lower_stages, set_train_mode
+from radreview.training.model import (MultiLabelClassifier, feature_statistics, freeze_lower_stages, scope_stage_for,
+                                     set_train_mode)
 from radreview.training.splits import prepare_split
 from radreview.training.scoring import choose_operating_points, label_probabilities, per_label_auc
 
@@ -362,14 +363,16 @@ def train_classifier(config: TrainConfig, progress: Progress = None, is_cancelle
     model.load_state_dict(best[2])
     # Thresholds for the card come from the model as exported: full precision from the pixels,
     # not from the float16 cache the epochs were validated on.
-    val_out = predict_outputs(model, torch.from_numpy(pixels["val"]), mean, std, device)
+    scope_stage = scope_stage_for(len(model.backbone.stages), config.trainable_stages)  # as export taps it
+    val_out = predict_outputs(model, torch.from_numpy(pixels["val"]), mean, std, device, scope_stage=scope_stage)
     val_logits = val_out["logits"]
     val_probs = label_probabilities(val_logits, dataset.labels)
     operating_points = choose_operating_points(targets["val"], val_probs, dataset.labels)
     # The scope check describes the training images as they are, unaugmented. Fitting it on the
     # augmented copies too (noise, inversion, blur...) was measured to widen it until blank pages
     # and chest films passed as in scope (models/README.md, "robust retrain").
-    train_features = predict_outputs(model, torch.from_numpy(pixels["train"]), mean, std, device)["features"]
+    train_out = predict_outputs(model, torch.from_numpy(pixels["train"]), mean, std, device, scope_stage=scope_stage)
+    train_features = {name: train_out[name] for name in ("features", "lower_features") if name in train_out}
     duration = time.time() - started
     meta = {
         "name": config.name,
@@ -411,14 +414,22 @@ def train_classifier(config: TrainConfig, progress: Progress = None, is_cancelle
 
 @torch.no_grad()
 def predict_outputs(model: MultiLabelClassifier, inputs: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
-                    device: torch.device, start_stage: int = 0, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Logits [N, K], pooled features [N, C] and (from pixels only) CAMs [N, K, h, w] in float32."""
+                    device: torch.device, start_stage: int = 0, batch_size: int = 64,
+                    scope_stage: int | None = None) -> dict[str, np.ndarray]:
+    """Logits [N, K], pooled features [N, C] and (from pixels only) CAMs [N, K, h, w] in float32;
+    with ``scope_stage`` (from pixels) also ``lower_features``, as the exported graph computes them."""
     model.eval()
-    out: dict[str, list[np.ndarray]] = {"logits": [], "features": [], "cam": []}
+    out: dict[str, list[np.ndarray]] = {"logits": [], "features": [], "cam": [], "lower_features": []}
     for i in range(0, len(inputs), batch_size):
         chunk = inputs[i : i + batch_size].to(device)
         chunk = to_model_input(chunk.float().unsqueeze(1) / 255.0, mean, std) if start_stage == 0 else chunk.float()
-        logits, cam, pooled = model.forward_all(chunk.contiguous(memory_format=torch.channels_last), start_stage)
+        chunk = chunk.contiguous(memory_format=torch.channels_last)
+        if scope_stage and start_stage == 0:
+            lower = model.backbone(chunk, stop=scope_stage)
+            out["lower_features"].append(feature_statistics(lower).float().cpu().numpy())
+            logits, cam, pooled = model.forward_all(lower, scope_stage)
+        else:
+            logits, cam, pooled = model.forward_all(chunk, start_stage)
         out["logits"].append(logits.float().cpu().numpy())
         out["features"].append(pooled.float().cpu().numpy())
         if start_stage == 0:
@@ -427,7 +438,7 @@ def predict_outputs(model: MultiLabelClassifier, inputs: torch.Tensor, mean: tup
 
 
 def _honest_card_fields(meta: dict[str, Any], val_out: dict[str, np.ndarray], val_targets: np.ndarray,
-                        train_features: np.ndarray) -> dict[str, Any]:
+                        train_features: dict[str, np.ndarray]) -> dict[str, Any]:
     """Calibration, operating points on calibrated probabilities (with their basis), the scope check
     and the heatmap span, fitted on the validation split by the one fitting path
     (radreview.training.calibrate) that ``radreview calibrate`` also uses."""
