@@ -109,6 +109,16 @@ def test_onnx_agrees_with_torch(fracatlas_run) -> None:
     # exact CAM: the logit is the map's mean plus the bias
     bias = model.head.bias.detach().numpy()
     np.testing.assert_allclose(cam_o.mean(axis=(2, 3)) + bias, logits_o, atol=1e-3)
+    # the lower-stage scope features: statistics of the frozen stages' map, as training computes them
+    from radreview.training.model import feature_statistics
+
+    lower_o = session.run(["lower_features"], {"image": batch})[0]
+    with torch.no_grad():
+        lower_t = feature_statistics(model.backbone(torch.from_numpy(batch), stop=16)).numpy()  # top 2 of 18 trained
+    assert lower_o.shape == lower_t.shape and lower_o.shape[0] == 3
+    np.testing.assert_allclose(lower_o, lower_t, atol=1e-3)
+    card = read_card(model_path)
+    assert card.scope_check is not None and card.scope_check.outputs == ("features", "lower_features")
 
 
 def test_evaluate_writes_figures_for_onnx_and_checkpoint(fracatlas_run, tmp_path) -> None:
