@@ -41,6 +41,7 @@ SCOPE_METHOD = "mahalanobis-shrinkage/1"
 SCOPE_SET_METHOD = "all-of/1"
 FEATURES_OUTPUT = "features"
 LOWER_FEATURES_OUTPUT = "lower_features"
+SCOPE_OUTPUTS = (FEATURES_OUTPUT, LOWER_FEATURES_OUTPUT)  # the graph outputs a check is fitted on, in order
 MAX_CHECKS = 4
 DEFAULT_PERCENTILE = 99.0
 DEFAULT_COMPONENTS = 256
@@ -80,11 +81,6 @@ class ScopeCheck:
         rest = np.maximum(np.sum(x**2, axis=1) - along, 0.0)
         d2 = np.sum(projected**2 / self.variances, axis=1) + rest / self.residual_variance
         return np.sqrt(d2 / self.dim)
-
-    def status(self, distance: float) -> ScopeStatus:
-        if not math.isfinite(distance):
-            return "out_of_scope"
-        return "in_scope" if distance <= self.threshold else "out_of_scope"
 
     # -- card (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -283,14 +279,19 @@ def fit_scope_set(
 ) -> ScopeSet:
     """One check per graph output in ``fit_features`` (training split) thresholded on
     ``threshold_features`` (validation split), each at ``100 - (100 - percentile) / k``."""
-    outputs = [name for name in (FEATURES_OUTPUT, LOWER_FEATURES_OUTPUT) if name in fit_features]
-    outputs += [name for name in fit_features if name not in outputs]
+    outputs = [*scope_outputs_among(fit_features), *(name for name in fit_features if name not in SCOPE_OUTPUTS)]
     if not outputs:
         raise ScopeError("no features to fit a scope check on")
     each = 100.0 - (100.0 - percentile) / len(outputs)
     checks = tuple(fit_scope(fit_features[name], threshold_features[name], percentile=each, components=components,
                              reference=reference, output=name) for name in outputs)
     return ScopeSet(checks, percentile if len(checks) > 1 else each)
+
+
+def scope_outputs_among(names) -> list[str]:
+    """The scope-feature outputs among graph output ``names`` (or a dict's keys), in fitting order."""
+    present = set(names)
+    return [name for name in SCOPE_OUTPUTS if name in present]
 
 
 def rejection_rate(scope: ScopeCheck | ScopeSet, features: np.ndarray | Mapping[str, np.ndarray]) -> float:

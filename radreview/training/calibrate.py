@@ -33,8 +33,8 @@ import numpy as np
 
 from radreview.inference.card import Calibration, ModelCard, OperatingPoints, card_from_onnx_model, write_card
 from radreview.inference.cam import local_logits
-from radreview.inference.scope import (DEFAULT_PERCENTILE, FEATURES_OUTPUT, LOWER_FEATURES_OUTPUT, fit_scope_set,
-                                      rejection_rate)
+from radreview.inference.scope import (DEFAULT_PERCENTILE, FEATURES_OUTPUT, fit_scope_set, rejection_rate,
+                                      scope_outputs_among)
 from radreview.metrics.calibration import expected_calibration_error, fit_logit_calibration
 from radreview.training.card_sections import validation_section
 from radreview.training.datasets import LabelledDataset, load_dataset
@@ -91,17 +91,11 @@ def _rename_tensor(graph: Any, old: str, new: str) -> None:
             info.name = new
 
 
-def scope_outputs(session) -> list[str]:
-    """The graph outputs a scope check can be fitted on: ``features`` and, when the graph has it,
-    ``lower_features`` (the frozen lower stages' statistics)."""
-    names = {o.name for o in session.get_outputs()}
-    return [name for name in (FEATURES_OUTPUT, LOWER_FEATURES_OUTPUT) if name in names]
-
-
 def run_model(session, pixels: np.ndarray, mean, std, progress: Progress = None, cancel: CancelCheck = None,
               batch_size: int = 16, with_cam: bool = False) -> dict[str, np.ndarray]:
     """Raw logits, scope features (and cam, float16) for letterboxed uint8 pixels [N, H, W]."""
-    names = ["logits", *scope_outputs(session)] + (["cam"] if with_cam else [])
+    # ``features`` and, when the graph has it, ``lower_features`` (the frozen lower stages' statistics)
+    names = ["logits", *scope_outputs_among(o.name for o in session.get_outputs())] + (["cam"] if with_cam else [])
     out: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for start in range(0, len(pixels), batch_size):
         if cancel and cancel():
@@ -112,11 +106,6 @@ def run_model(session, pixels: np.ndarray, mean, std, progress: Progress = None,
         if progress:
             progress(min(start + batch_size, len(pixels)), len(pixels))
     return {name: np.concatenate(values) if values else np.zeros((0,)) for name, values in out.items()}
-
-
-def scope_outputs_of(outputs: dict[str, np.ndarray]) -> list[str]:
-    """The scope feature outputs among :func:`run_model`'s results."""
-    return [name for name in (FEATURES_OUTPUT, LOWER_FEATURES_OUTPUT) if name in outputs]
 
 
 # -- fitting --------------------------------------------------------------------------------------
@@ -361,7 +350,7 @@ def calibrate_model_file(
                         with_cam=True)
         del session
         val_targets = np.asarray([s.targets for s in val_kept], dtype=np.float64).reshape(len(val_kept), -1)
-        features = {name: train[name] for name in scope_outputs_of(train)}
+        features = {name: train[name] for name in scope_outputs_among(train)}
         new_card, report = calibrated_card(card, val, val_targets, features, method, percentile,
                                            reference={"dataset": Path(str(dataset.source)).name,
                                                       "split_file": Path(split_file).name})

@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 
 from radreview.inference.card import ModelCard, ModelCardError, card_from_onnx_model, write_card
-from radreview.inference.scope import FEATURES_OUTPUT
-from radreview.training.calibrate import CalibrationError, calibrated_card, run_model, scope_outputs_of
+from radreview.inference.scope import FEATURES_OUTPUT, scope_outputs_among
+from radreview.training.calibrate import CalibrationError, calibrated_card, run_model
 from radreview.training.datasets import LabelledDataset, Sample, load_dataset
 from radreview.training.image_cache import Cancelled, load_letterboxed
 from radreview.training.letterbox import normalise
@@ -383,7 +383,7 @@ def _refit_on_int8(card: ModelCard, int8_path: Path, data: _Data, cache_dir: Pat
     val_out = run_model(session, data.val, mean, std, None, cancel, with_cam=True)
     first = check.checks[0].reference if check is not None else {}
     reference = {k: v for k, v in first.items() if not k.startswith("n_")}
-    features = {name: train_out[name] for name in scope_outputs_of(train_out)}
+    features = {name: train_out[name] for name in scope_outputs_among(train_out)}
     refitted, report = calibrated_card(card, val_out, data.val_targets, features, method,
                                        check.percentile if check is not None else 99.0,
                                        reference={**reference, "fitted_on": "int8 model outputs"})

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from radreview.inference.scope import scope_outputs_among
 from radreview.machine import cpu_name
 from radreview.training.augment import AugmentConfig, augment_batch, jpeg_recompress, to_model_input
 from radreview.training.backbones import build_backbone
@@ -372,7 +373,7 @@ def train_classifier(config: TrainConfig, progress: Progress = None, is_cancelle
     # augmented copies too (noise, inversion, blur...) was measured to widen it until blank pages
     # and chest films passed as in scope (models/README.md, "robust retrain").
     train_out = predict_outputs(model, torch.from_numpy(pixels["train"]), mean, std, device, scope_stage=scope_stage)
-    train_features = {name: train_out[name] for name in ("features", "lower_features") if name in train_out}
+    train_features = {name: train_out[name] for name in scope_outputs_among(train_out)}
     duration = time.time() - started
     meta = {
         "name": config.name,
