@@ -2,7 +2,8 @@
 
 Runs the model through the viewer's own path (studies decoding and display pipeline, the engine's
 scope verdicts) over named sets and prints, per set, how many images it calls out of scope, with
-the distance percentiles; ``--out`` writes the same as JSON for models/README.md.
+the distance percentiles (relative to the deciding check's limit: above 1 is out of scope, so
+models with one or several checks read alike); ``--out`` writes the same as JSON for models/README.md.
 
 Sets:
   --in-scope NAME=PATH    images the model should accept (a folder, or a FracAtlas split: PATH is
