@@ -2,11 +2,11 @@
 
 The graph has input ``image`` float32 [N, 3, H, W] (dynamic N) and outputs ``logits`` [N, K],
 ``cam`` [N, K, h, w] (the class activation maps computed in the graph from the last feature map
-and the linear head's weights, so the viewer needs neither torch nor gradients) and ``features``
+and the linear head's weights, so the viewer needs neither torch nor gradients), ``features``
 [N, C] (the pooled features) and ``lower_features`` [N, 2C'] (per-channel mean and standard
-deviation of the frozen lower stages' feature map), the two inputs of the scope check. The card carries what training fitted on the
-validation split: per-label calibration, operating points on calibrated probabilities with their
-basis, the scope check's statistics and the heatmap colour span.
+deviation of the frozen lower stages' feature map), the two inputs of the scope check. The card
+carries what training fitted on the validation split: per-label calibration, operating points on
+calibrated probabilities with their basis, the scope check's statistics and the heatmap colour span.
 """
 
 from __future__ import annotations

@@ -37,6 +37,13 @@ class MultiLabelClassifier(nn.Module):
         pooled = features.mean(dim=(2, 3))
         return self.head(pooled), cam, pooled
 
+    def forward_scoped(self, x: torch.Tensor, scope_stage: int) -> tuple[torch.Tensor, ...]:
+        """:meth:`forward_all` plus ``lower_features``: the :func:`feature_statistics` of the map
+        after the first ``scope_stage`` stages (eval use; what the exported graph computes)."""
+        lower = self.backbone(x, stop=scope_stage)
+        logits, cam, pooled = self.forward_all(lower, start_stage=scope_stage)
+        return logits, cam, pooled, feature_statistics(lower)
+
 
 class CamExportWrapper(nn.Module):
     """What the ONNX file contains: ``image`` -> (``logits``, ``cam``, ``features``[, ``lower_features``]).
@@ -54,9 +61,7 @@ class CamExportWrapper(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if not self.scope_stage:
             return self.model.forward_all(image)
-        lower = self.model.backbone(image, stop=self.scope_stage)
-        logits, cam, pooled = self.model.forward_all(lower, start_stage=self.scope_stage)
-        return logits, cam, pooled, feature_statistics(lower)
+        return self.model.forward_scoped(image, self.scope_stage)
 
 
 def feature_statistics(feature_map: torch.Tensor) -> torch.Tensor:

@@ -32,8 +32,7 @@ from radreview.training.backbones import build_backbone
 from radreview.training.checkpoint import save_checkpoint
 from radreview.training.datasets import LabelledDataset, LabelSpec, Sample, TaskKind, load_dataset
 from radreview.training.image_cache import Cancelled, load_letterboxed
-from radreview.training.model import (MultiLabelClassifier, feature_statistics, freeze_lower_stages, scope_stage_for,
-                                     set_train_mode)
+from radreview.training.model import MultiLabelClassifier, freeze_lower_stages, scope_stage_for, set_train_mode
 from radreview.training.splits import prepare_split
 from radreview.training.scoring import choose_operating_points, label_probabilities, per_label_auc
 
@@ -426,9 +425,8 @@ def predict_outputs(model: MultiLabelClassifier, inputs: torch.Tensor, mean: tup
         chunk = to_model_input(chunk.float().unsqueeze(1) / 255.0, mean, std) if start_stage == 0 else chunk.float()
         chunk = chunk.contiguous(memory_format=torch.channels_last)
         if scope_stage and start_stage == 0:
-            lower = model.backbone(chunk, stop=scope_stage)
-            out["lower_features"].append(feature_statistics(lower).float().cpu().numpy())
-            logits, cam, pooled = model.forward_all(lower, scope_stage)
+            logits, cam, pooled, lower = model.forward_scoped(chunk, scope_stage)
+            out["lower_features"].append(lower.float().cpu().numpy())
         else:
             logits, cam, pooled = model.forward_all(chunk, start_stage)
         out["logits"].append(logits.float().cpu().numpy())
