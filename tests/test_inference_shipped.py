@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
@@ -169,3 +170,49 @@ def test_synthetic_images_are_outside_the_scope(kind):
             draw.text((10, 20 + 35 * j), f"Discharge letter line {j}: lorem ipsum dolor sit amet", fill=0)
         image = np.asarray(page)
     assert _shipped_engine().predict(image, with_cam=False).in_scope is False
+
+
+def test_predict_heatmap_files_draw_what_the_viewer_draws(tmp_path):
+    """--cam-dir files take each label's colour span from its card and its gate from the viewer's
+    legend (present_heatmap): pixel for pixel the viewer's intensities, and no file where the
+    viewer draws nothing."""
+    import io
+
+    from PIL import Image
+
+    from radreview.inference.batch import OverlayStyle, display_base, predict_paths
+    from radreview.inference.heatmap_files import DEFLATE, overlay
+    from radreview.inference.preprocess import cam_to_image
+    from radreview.inference.presentation import present_heatmap
+
+    assert DEFLATE == "isal"  # the project's dependency; zlib is only the fallback
+    engine = _shipped_engine()
+    cams = tmp_path / "cams"
+    result = predict_paths([DEMO / "DEMO_HAND", DEMO / "jpeg"], engine, cam_dir=cams, workers=1)
+    written = {p.name for p in result.cam_files}
+    assert written and all(p.suffix == ".png" for p in result.cam_files)
+    spans = 0
+    for record in result.images:
+        gray = _gray_of(record.path)
+        for label in record.result.labels:
+            legend = present_heatmap(label, "absolute", "likely")
+            name = f"{record.image_id}_{label.model}_{label.label}.png"
+            assert (name in written) == legend.drawn, (name, legend.note)
+            if not legend.drawn:
+                continue
+            spans += legend.span_source == "model card"
+            base = display_base(gray)
+            expected = overlay(base, legend.intensity(cam_to_image(label.cam, label.geometry, base.shape)))
+            with Image.open(io.BytesIO((cams / name).read_bytes())) as image:
+                assert np.array_equal(np.asarray(image), expected), name
+                assert f"({legend.span_text})" in image.text["Description"]
+    assert spans  # the fracture label's span (7.61 logits) comes from the card, not the old fixed 24
+    style = OverlayStyle(span=24.0)
+    assert style.legend(record.result.labels[0]).span_source == "user"
+
+
+def _gray_of(path):
+    from radreview.inference.fast_decode import display_gray
+    from radreview.studies import index_paths
+
+    return display_gray(index_paths([path]).images()[0])

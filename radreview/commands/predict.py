@@ -30,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--colormap", default="jet", choices=COLOR_MAPS, help="heatmap colour map (default jet)")
     parser.add_argument("--cam-scale", default="absolute", choices=("absolute", "minmax"),
                         help="absolute logit scale shared by all images (default) or per-image min-max")
-    parser.add_argument("--cam-span", type=float, default=24.0,
-                        help="absolute scale: local logits above the gate that the colour map covers (default 24)")
+    parser.add_argument("--cam-span", type=float, default=None,
+                        help="absolute scale: local logits above the gate that the colour map covers (default: each "
+                             "label's span from its model card, as the viewer shows it, else 24)")
     parser.add_argument("--models", action="append", metavar="DIR",
                         help="models folder or .onnx file (repeatable; replaces the default folders)")
     parser.add_argument("--provider", default="auto", choices=PROVIDER_CHOICES, help="execution provider (default auto)")
@@ -66,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
 
     from radreview.csv_safety import path_text
     from radreview.inference.batch import predict_paths
-    from radreview.inference.cam import CamDisplay
     from radreview.inference.engine import Engine
     from radreview.inference.registry import discover
     from radreview.inference.results_io import ResultsWriter, write_key
@@ -133,8 +133,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = predict_paths(
             args.paths, engine, progress=progress, cam_dir=args.cam_dir,
-            cam_display=CamDisplay(mode=args.cam_scale, span_logits=args.cam_span), colormap=args.colormap,
-            cam_all_labels=args.cam_all, workers=workers, cam_gate=args.cam_gate, on_record=writer.add,
+            cam_style=overlay_style(args), cam_all_labels=args.cam_all, workers=workers, on_record=writer.add,
             cam_format=args.cam_format,
         )
         writer.finish(result)
@@ -168,16 +167,22 @@ def run(args: argparse.Namespace) -> int:
     return 0 if done or not result.problems else 1
 
 
+def overlay_style(args: argparse.Namespace):
+    """The heatmap options of the command line, for the files and the DICOM captures alike."""
+    from radreview.inference.batch import OverlayStyle
+
+    span = args.cam_span if args.cam_span is not None and args.cam_span > 0 else None
+    return OverlayStyle(scale=args.cam_scale, span=span, gate=args.cam_gate, colormap=args.colormap)
+
+
 def _write_dicom_results(args: argparse.Namespace, result, node) -> int:
     """The SRs (and captures) of --sr-dir, then --send; 0, or 2 when nothing could be written."""
-    from radreview.inference.cam import CamDisplay
     from radreview.pacs import PacsError, load_pacs_settings
     from radreview.pacs.ai_results import write_study_reports
 
     try:
         reports = write_study_reports(result, args.sr_dir, heatmaps=args.sr_heatmaps,
-                                      cam_display=CamDisplay(mode=args.cam_scale, span_logits=args.cam_span),
-                                      colormap=args.colormap, gate=args.cam_gate)
+                                      style=overlay_style(args))
     except OSError as exc:
         print(f"radreview predict: cannot write into --sr-dir {args.sr_dir}: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -22,11 +22,11 @@ import numpy as np
 
 from radreview import RESEARCH_USE_NOTICE
 from radreview.inference.aggregate import StudyLabelResult, aggregate_studies
-from radreview.inference.cam import CamDisplay, gate_probability
 from radreview.inference.engine import Engine, ImageResult, Prepared
 from radreview.inference.fast_decode import display_gray
 from radreview.inference.heatmap_files import encode, overlay
 from radreview.inference.preprocess import cam_to_image, display_shape
+from radreview.inference.presentation import HeatmapLegend, present_heatmap
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -148,36 +148,58 @@ def display_base(gray: np.ndarray, max_side: int = 1024) -> np.ndarray:
     return gray if shape == gray.shape else np.asarray(Image.fromarray(gray).resize(shape[::-1], Image.BILINEAR))
 
 
-def overlay_image(gray: np.ndarray, label, display: CamDisplay, colormap: str = "jet", opacity: float = 0.5,
-                  max_side: int = 1024, gate: str = "likely", base: np.ndarray | None = None) -> np.ndarray | None:
-    """The heatmap of one label blended over the grey image (RGB uint8, at most ``max_side``),
+@dataclass(frozen=True)
+class OverlayStyle:
+    """How heatmap files and DICOM captures draw a label's map: the viewer's choices, as options.
+
+    ``span``: the absolute scale's span in logits; None takes each label's span from its model
+    card (else the default), as the viewer and the reading window do."""
+
+    scale: str = "absolute"  # absolute / minmax
+    span: float | None = None
+    gate: str = "likely"
+    colormap: str = "jet"
+    opacity: float = 0.5
+    max_side: int = 1024
+
+    def legend(self, label, revealed: bool = False) -> HeatmapLegend:
+        """The label's heatmap as the viewer would show it (:func:`present_heatmap`)."""
+        return present_heatmap(label, self.scale, self.gate, self.span, revealed)
+
+
+def overlay_image(gray: np.ndarray, label, style: OverlayStyle = OverlayStyle(), base: np.ndarray | None = None,
+                  legend: HeatmapLegend | None = None) -> np.ndarray | None:
+    """The heatmap of one label blended over the grey image (RGB uint8, at most ``style.max_side``),
     or None when the label has no CAM. What ``--cam-dir`` writes and the DICOM secondary
-    captures (radreview.pacs.sr) hold. ``base``: :func:`display_base` of ``gray``, when made already."""
+    captures (radreview.pacs.sr) hold: the same intensities as the viewer's overlay, from the
+    same :class:`HeatmapLegend`. ``base``: :func:`display_base` of ``gray``, when made already."""
     if label.cam is None or label.geometry is None:
         return None
-    base = display_base(gray, max_side) if base is None else base
-    heat = display.intensity(cam_to_image(label.cam, label.geometry, base.shape[:2]), label.probability,
-                             gate_probability(label, gate))
-    return overlay(base, heat, colormap, opacity)
+    legend = style.legend(label) if legend is None else legend
+    base = display_base(gray, style.max_side) if base is None else base
+    heat = legend.intensity(cam_to_image(label.cam, label.geometry, base.shape[:2]))
+    return overlay(base, heat, style.colormap, style.opacity)
 
 
-def _write_cams(image_id: str, result: ImageResult, gray: np.ndarray, cam_dir: Path, display: CamDisplay,
-                colormap: str, opacity: float, all_labels: bool, max_side: int, gate: str,
-                fmt: str = "png") -> list[Path]:
-    """One overlay file per label at or above its gate, at display resolution (at most ``max_side``)."""
+def _write_cams(image_id: str, result: ImageResult, gray: np.ndarray, cam_dir: Path, style: OverlayStyle,
+                all_labels: bool, fmt: str = "png") -> list[Path]:
+    """One overlay file per label whose heatmap the viewer would draw (``all_labels``: every label
+    with a map, those outside the model's scope marked as shown on request)."""
     written = []
-    base = display_base(gray, max_side)
+    base = None
     for label in result.labels:
-        if not all_labels and label.probability < gate_probability(label, gate):
-            continue  # an honest overlay of a below-threshold label is empty: skip the file
-        if not all_labels and label.in_scope is False:
-            continue  # outside the model's scope: no heatmap is shown as an answer
-        rgb = overlay_image(gray, label, display, colormap, opacity, max_side, gate, base)
+        legend = style.legend(label, revealed=all_labels)
+        if label.cam is None or label.geometry is None or not (legend.drawn or all_labels):
+            continue  # below its gate, no region above it, or outside the model's scope: no file
+        base = display_base(gray, style.max_side) if base is None else base
+        rgb = overlay_image(gray, label, style, base, legend)
         if rgb is None:
             continue
         path = heatmap_path(cam_dir, image_id, label.model, label.label, "jpg" if fmt == "jpeg" else fmt)
-        text = {"Description": f"{label.display_name} heatmap, {label.model} {label.version}, "
-                               f"p={label.probability:.3f} ({label.tier}); {display.mode} scale. {RESEARCH_USE_NOTICE}",
+        text = {"Description": f"{legend.title} heatmap, {label.model} {label.version}, "
+                               f"p={label.probability:.3f} ({label.tier}); {legend.mode} scale"
+                               + (f" ({legend.span_text})" if legend.mode == "absolute" else "")
+                               + (f"; {legend.note}" if legend.note else "") + f". {RESEARCH_USE_NOTICE}",
                 "Software": "radreview"}
         path.write_bytes(encode(rgb, fmt, text))
         written.append(path)
@@ -204,13 +226,9 @@ def predict_paths(
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     cam_dir: str | Path | None = None,
-    cam_display: CamDisplay | None = None,
-    colormap: str = "jet",
-    opacity: float = 0.5,
+    cam_style: OverlayStyle = OverlayStyle(),
     cam_all_labels: bool = False,
-    cam_max_side: int = 1024,
     workers: int = 2,
-    cam_gate: str = "likely",
     on_record: Callable[[ImageRecord], None] | None = None,
     cam_format: str = "png",
 ) -> BatchResult:
@@ -249,9 +267,8 @@ def predict_paths(
     cam_path = Path(cam_dir) if cam_dir else None
     if cam_path:
         cam_path.mkdir(parents=True, exist_ok=True)
-    display = cam_display or CamDisplay()
     image_ids = [r.image_id for r in records]
-    cam_args = (cam_path, display, colormap, opacity, cam_all_labels, cam_max_side, cam_gate, cam_format)
+    cam_args = (cam_path, cam_style, cam_all_labels, cam_format)
     chunks = [list(range(i, min(i + engine.batch_size, total))) for i in range(0, total, engine.batch_size)]
     in_flight = 2 * max(1, workers)  # chunks queued ahead: bounded memory, no idle worker
     done = 0

@@ -1,6 +1,6 @@
 """Heatmap overlay files for batch prediction: one table lookup per pixel and a fast encoder.
 
-``radreview predict --cam-dir`` writes one image per label at or above its gate: the displayed
+``radreview predict --cam-dir`` writes one image per label whose heatmap the viewer would draw: the displayed
 grey image (at display resolution, at most ``max_side`` pixels) with the label's class-activation
 map laid over it in a colour map. Measured on the 2-core machine (docs/performance.md), Pillow's
 PNG writer spent most of its time choosing a filter for every row and compressing, holding the
@@ -8,8 +8,13 @@ GIL while it did. Here:
 
 - the blend of grey and colour is a lookup in a [heat level x grey level] table built once per
   colour map and opacity (:func:`blend_table`), the same arithmetic as an alpha composite;
-- PNG rows use the "Up" filter (one numpy subtraction) and zlib level 1, which releases the GIL,
-  so two worker threads encode side by side (:func:`png_bytes`);
+- PNG rows use the "Up" filter (one numpy subtraction) and are deflated by Intel's ISA-L
+  (python-isal; PSF-2.0 bindings, ISA-L BSD-3-Clause) at its level 1: on overlays of FracAtlas
+  radiographs four times zlib level 1's speed for files of the same size within 1-2 % (libdeflate
+  was 2x, zlib-ng 2.7x with 40 % larger files; tests/benchmarks/bench_heatmap_files.py). The output is an
+  ordinary zlib stream that any PNG reader opens; both release the GIL, so two worker threads
+  encode side by side (:func:`png_bytes`). Where python-isal is missing the standard zlib does
+  the same at a quarter of the speed;
 - JPEG (``--cam-format jpeg``) is several times faster still, for overviews where a lossy file is
   acceptable.
 """
@@ -24,24 +29,30 @@ import numpy as np
 
 from radreview.inference.cam import rgba_lut
 
+try:
+    from isal import isal_zlib as _deflate
+except ImportError:  # the same zlib stream, about four times slower (see the module docstring)
+    _deflate = zlib  # type: ignore[assignment]
+
 CAM_FORMATS = ("png", "jpeg")
-PNG_LEVEL = 1  # zlib level: 1 is about twice as fast as 6 for a few % larger files
+PNG_LEVEL = 1  # ISA-L's 0..3 (zlib's 1..9 where ISA-L is missing): 1 is as small as zlib's 1, 4x as fast
+DEFLATE = "isal" if _deflate is not zlib else "zlib"  # what compresses the heatmap PNGs here
 JPEG_QUALITY = 90
 
 
 @lru_cache(maxsize=8)
 def blend_table(colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
-    """uint32 [256 * 256]: entry ``heat * 256 + grey`` packs the RGB (and a spare byte) of a pixel of
+    """[256 * 256] of 3-byte RGB pixels (numpy void "V3"): entry ``heat * 256 + grey`` is the pixel of
     grey level ``grey`` under heat level ``heat`` (0..255, 0 transparent): ``grey + alpha * (colour -
-    grey)`` with the overlay's colour and alpha (:func:`radreview.inference.cam.rgba_lut`). One
-    4-byte gather per pixel is about twice as fast as gathering 3-byte rows."""
+    grey)`` with the overlay's colour and alpha (:func:`radreview.inference.cam.rgba_lut`). Gathering
+    whole 3-byte pixels gives a contiguous RGB image as fast as a 4-byte gather does, and the PNG
+    filter then runs over contiguous rows: with a spare fourth byte per pixel, dropping it again cost
+    more than compressing (7 of 13 ms for a 1024x819 file; 3-byte rows by fancy indexing, 16 ms)."""
     lut = rgba_lut(colormap, opacity).astype(np.float64)
     alpha = lut[:, 3:4] / 255.0  # [256, 1]
     grey = np.arange(256, dtype=np.float64)[None, :, None]  # [1, 256, 1]
     rgb = np.rint(grey * (1.0 - alpha[:, None, :]) + lut[:, None, :3] * alpha[:, None, :]).astype(np.uint8)
-    rgbx = np.zeros((256, 256, 4), np.uint8)
-    rgbx[..., :3] = rgb
-    table = np.ascontiguousarray(rgbx).view(np.uint32).reshape(256 * 256)
+    table = np.ascontiguousarray(rgb.reshape(256 * 256, 3)).view("V3").reshape(256 * 256)
     table.setflags(write=False)
     return table
 
@@ -55,25 +66,25 @@ def heat_levels(intensity: np.ndarray) -> np.ndarray:
 
 
 def overlay(gray: np.ndarray, intensity: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
-    """uint8 RGB [H, W, 3] (a view with a spare byte per pixel): ``gray`` [H, W] uint8 with
-    ``intensity`` [H, W] (0..1, float32, used as scratch) laid over it. Equal to
-    :func:`radreview.inference.cam.blend` within one grey level."""
+    """uint8 RGB [H, W, 3], C-contiguous: ``gray`` [H, W] uint8 with ``intensity`` [H, W] (0..1,
+    float32, used as scratch) laid over it. Equal to :func:`radreview.inference.cam.blend` within
+    one grey level."""
     index = heat_levels(intensity)
     index <<= 8
     index |= gray
-    packed = np.take(blend_table(colormap, float(opacity)), index)
-    return packed.view(np.uint8).reshape(*gray.shape, 4)[..., :3]
+    pixels = np.take(blend_table(colormap, float(opacity)), index)
+    return pixels.view(np.uint8).reshape(*gray.shape, 3)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", _deflate.crc32(kind + data) & 0xFFFFFFFF)
 
 
 def png_bytes(rgb: np.ndarray, text: dict[str, str] | None = None, level: int = PNG_LEVEL) -> bytes:
     """An 8-bit RGB (or grey, 2-D) PNG of ``rgb`` with ``text`` as tEXt chunks (Latin-1).
 
     Every row uses filter type 2 ("Up": the difference to the row above, PNG spec 9.2), which
-    suits radiographs and smooth overlays; zlib releases the GIL while it compresses.
+    suits radiographs and smooth overlays; the compressor releases the GIL while it works.
     """
     image = np.asarray(rgb)
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
@@ -89,7 +100,7 @@ def png_bytes(rgb: np.ndarray, text: dict[str, str] | None = None, level: int = 
     chunks = [_chunk(b"IHDR", header)]
     for key, value in (text or {}).items():
         chunks.append(_chunk(b"tEXt", key.encode("latin-1", "replace") + b"\0" + value.encode("latin-1", "replace")))
-    chunks.append(_chunk(b"IDAT", zlib.compress(rows, level)))
+    chunks.append(_chunk(b"IDAT", _deflate.compress(rows, level)))
     chunks.append(_chunk(b"IEND", b""))
     return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
 

@@ -17,8 +17,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import generate_uid
 
-from radreview.inference.batch import BatchResult, ImageRecord, overlay_image
-from radreview.inference.cam import CamDisplay, gate_probability
+from radreview.inference.batch import BatchResult, ImageRecord, OverlayStyle, overlay_image
 from radreview.inference.engine import ImageResult
 from radreview.pacs.errors import SrError
 from radreview.pacs.sr import SourceImage, build_heatmap_capture, build_sr, check_source, write_dataset
@@ -58,12 +57,10 @@ def _gray(record: ImageRecord):
 
 
 def write_study_reports(batch: BatchResult, out_dir: str | Path, heatmaps: bool = False,
-                        cam_display: CamDisplay | None = None, colormap: str = "jet", opacity: float = 0.5,
-                        gate: str = "likely", cancel: Callable[[], bool] | None = None) -> ReportFiles:
+                        style: OverlayStyle = OverlayStyle(), cancel: Callable[[], bool] | None = None) -> ReportFiles:
     """Write an SR per study of ``batch`` (and heatmap captures) into ``out_dir``."""
     out = ReportFiles()
     out_dir = Path(out_dir)
-    display = cam_display or CamDisplay()
     by_study: dict[str, list[ImageRecord]] = {}
     for record in batch.images:
         if record.result is not None:
@@ -90,11 +87,11 @@ def write_study_reports(batch: BatchResult, out_dir: str | Path, heatmaps: bool 
             continue
         out.files.append(write_dataset(sr, out_dir / f"{study_id}_SR.dcm"))
         if heatmaps:
-            out.files += _captures(study_id, records, sources, out_dir, display, colormap, opacity, gate, out)
+            out.files += _captures(study_id, records, sources, out_dir, style, out)
     return out
 
 
-def _captures(study_id, records, sources, out_dir, display, colormap, opacity, gate, out) -> list[Path]:
+def _captures(study_id, records, sources, out_dir, style, out) -> list[Path]:
     written: list[Path] = []
     series_uid = generate_uid()
     number = 0
@@ -103,8 +100,7 @@ def _captures(study_id, records, sources, out_dir, display, colormap, opacity, g
         source = usable.get(f"{record.image_id} ({record.path.name})")
         if source is None or source.presentation.in_scope is False:
             continue  # an image outside the models' scope gets no heatmap shown as an answer
-        labels = [lab for lab in record.result.labels
-                  if lab.cam is not None and lab.probability >= gate_probability(lab, gate)]
+        labels = [lab for lab in record.result.labels if lab.cam is not None and style.legend(lab).drawn]
         if not labels:
             continue
         try:
@@ -118,7 +114,7 @@ def _captures(study_id, records, sources, out_dir, display, colormap, opacity, g
             shown = findings.get((label.model, label.label))
             if shown is not None and not shown.shown:
                 continue  # its model calls the image outside its scope: no heatmap as an answer
-            rgb = overlay_image(gray, label, display, colormap, opacity, 1024, gate)
+            rgb = overlay_image(gray, label, style)
             if rgb is None:
                 continue
             answer = shown.probability_text if shown is not None else f"{label.probability:.3f}"
