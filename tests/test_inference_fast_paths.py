@@ -21,7 +21,7 @@ from radreview.inference.heatmap_files import jpeg_bytes, overlay, png_bytes
 from radreview.inference.preprocess import letterbox_with_geometry, normalise, prepare, to_display_gray
 from radreview.inference.sessions import _candidates, available_providers, create_session, cuda_device_count
 from radreview.inference.toy import toy_card, write_toy_model
-from radreview.studies import decode_image, index_paths, render_display
+from radreview.studies import StudyLoadError, decode_image, index_paths, render_display
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,6 +54,86 @@ def test_other_files_take_the_viewer_s_path(tmp_path):
     for path in (tmp_path / "deep.png", REPO / "resources" / "demo" / "DEMO_HAND" / "IMG0000019.dcm"):
         entry = index_paths([path]).images()[0]
         assert np.array_equal(display_gray(entry), viewer_gray(path))
+
+
+def _local_dicom_files() -> list[Path]:
+    """Every DICOM file on this machine's pip packages and in the demo: pydicom's own test files
+    (JPEG, JPEG-LS, JPEG 2000, RLE, deflated, signed, big-endian, palette, multi-frame, broken),
+    pydicom-data's CR/DX/MR/CT, deid-data's, and the bundled demo studies."""
+    import data_store
+    import deid_data
+    import pydicom
+
+    roots = (Path(pydicom.__file__).parent / "data", Path(data_store.__file__).parent,
+             Path(deid_data.__file__).parent, REPO / "resources" / "demo")
+    return sorted({p for root in roots for p in root.rglob("*.dcm") if p.is_file()})
+
+
+@pytest.mark.slow
+def test_dicom_display_levels_are_the_viewer_s_first_display_on_every_local_dicom():
+    """The batch path's DICOM decoding (no float copy) gives bit for bit what the viewer shows,
+    and fails with the viewer's own message where the viewer's decoder fails."""
+    from radreview.studies.pixels import decode_dicom, dicom_display_levels
+
+    files = _local_dicom_files()
+    same = failed = 0
+    for path in files:
+        try:
+            expected = render_display(decode_dicom(path))
+        except StudyLoadError as exc:
+            with pytest.raises(StudyLoadError) as caught:
+                dicom_display_levels(path)
+            assert str(caught.value) == str(exc), path
+            failed += 1
+            continue
+        fast = dicom_display_levels(path)
+        assert fast.dtype == expected.dtype and np.array_equal(fast, expected), path
+        same += 1
+    assert same >= 140 and failed >= 10, (same, failed)  # both kinds really occurred
+
+
+def test_dicom_display_levels_follow_monochrome1_rescale_and_a_non_monotonic_modality_lut(tmp_path, pydicom_data_file):
+    """The cases the single lookup table must get right without the viewer's arrays: MONOCHROME1
+    (the CR lower leg), a rescale with signed stored values and no window (data range), and a
+    Modality LUT that folds values back (its data range is over the values present, not the
+    table's ends)."""
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    from radreview.studies.pixels import decode_dicom, dicom_display_levels
+
+    cr = pydicom_data_file("RG3_UNCR.dcm")
+    assert pydicom.dcmread(cr, stop_before_pixels=True).PhotometricInterpretation == "MONOCHROME1"
+    assert np.array_equal(dicom_display_levels(cr), render_display(decode_dicom(cr)))
+    ds = pydicom.dcmread(cr)
+    rng = np.random.default_rng(5)
+    signed = rng.integers(-900, 1500, (64, 48)).astype(np.int16)
+    for name in ("WindowCenter", "WindowWidth", "WindowCenterWidthExplanation", "VOILUTSequence"):
+        if name in ds:
+            delattr(ds, name)
+    ds.Rows, ds.Columns = signed.shape
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit, ds.PixelRepresentation = 15, 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.RescaleSlope, ds.RescaleIntercept = 2, -1024
+    ds.PixelData = signed.tobytes()
+    ds.save_as(tmp_path / "signed.dcm", enforce_file_format=True)
+    assert np.array_equal(dicom_display_levels(tmp_path / "signed.dcm"), render_display(decode_dicom(tmp_path / "signed.dcm")))
+    unsigned = rng.integers(0, 8, (40, 30)).astype(np.uint16)
+    unsigned[0, 0], unsigned[0, 1] = 0, 7
+    for name in ("RescaleSlope", "RescaleIntercept"):
+        delattr(ds, name)
+    ds.PixelRepresentation, ds.BitsStored, ds.HighBit = 0, 12, 11
+    ds.Rows, ds.Columns = unsigned.shape
+    lut = Dataset()
+    lut.LUTDescriptor = [8, 0, 16]
+    lut.ModalityLUTType = "US"
+    lut.add_new(0x00283006, "US", [100, 900, 4000, 300, 50, 2000, 800, 10])  # LUT Data, not monotonic: the maximum is at 2
+    ds.ModalityLUTSequence = [lut]
+    ds.PixelData = unsigned.tobytes()
+    ds.save_as(tmp_path / "folded.dcm", enforce_file_format=True)
+    expected = render_display(decode_dicom(tmp_path / "folded.dcm"))
+    assert np.array_equal(dicom_display_levels(tmp_path / "folded.dcm"), expected) and expected.max() == 255
 
 
 @pytest.mark.parametrize("spec", [InputCard(320, 320), InputCard(96, 128, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), pad_value=0.25),

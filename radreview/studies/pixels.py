@@ -111,19 +111,34 @@ class DecodedImage:
 
 def decode_image(entry: ImageEntry, frame: int = 0) -> DecodedImage:
     """Decode one frame of an indexed file; raises :class:`StudyLoadError` if it cannot."""
-    try:
-        if entry.kind == "raster":
-            from radreview.studies.raster import decode_raster
+    if entry.kind == "raster":
+        from radreview.studies.raster import decode_raster
 
-            return decode_raster(entry.path, frame)
-        return decode_dicom(entry.path, frame)
+        return _reported(entry.path, decode_raster, entry.path, frame)
+    return _reported(entry.path, decode_dicom, entry.path, frame)
+
+
+def decode_display_levels(entry: ImageEntry, frame: int = 0) -> np.ndarray:
+    """``render_display(decode_image(entry, frame))``, the first displayed pixels, by the shortest
+    path (DICOM: :func:`dicom_display_levels`); raises :class:`StudyLoadError` if it cannot."""
+    if entry.kind == "raster":
+        from radreview.studies.display import render_display
+
+        return render_display(decode_image(entry, frame))
+    return _reported(entry.path, dicom_display_levels, entry.path, frame)
+
+
+def _reported(path: Path, decode, *args):  # type: ignore[no-untyped-def]
+    """``decode(*args)``, any failure turned into a :class:`StudyLoadError` naming ``path``."""
+    try:
+        return decode(*args)
     except StudyLoadError:
         raise
     except MemoryError as exc:
-        raise StudyLoadError(entry.path, "not enough memory to decode this image") from exc
+        raise StudyLoadError(path, "not enough memory to decode this image") from exc
     except Exception as exc:  # noqa: BLE001 - callers (the viewer) expect StudyLoadError only
-        log.debug("unexpected error decoding %s", entry.path, exc_info=True)
-        raise StudyLoadError(entry.path, f"could not be decoded ({type(exc).__name__}: {_short(exc)})") from exc
+        log.debug("unexpected error decoding %s", path, exc_info=True)
+        raise StudyLoadError(path, f"could not be decoded ({type(exc).__name__}: {_short(exc)})") from exc
 
 
 def decode_dicom(path: Path, frame: int = 0) -> DecodedImage:
@@ -132,7 +147,55 @@ def decode_dicom(path: Path, frame: int = 0) -> DecodedImage:
     Only the header and that one frame are read; sizes are checked against the limits first,
     for compressed frames against the codestream's own header too.
     """
+    ds, stored, photometric, common = _read_dicom_frame(Path(path), frame)
+    return _decoded(Path(path), ds, stored, photometric, common)
+
+
+def dicom_display_levels(path: Path, frame: int = 0) -> np.ndarray:
+    """uint8 [H, W] (or [H, W, 3]) of a DICOM frame as first displayed: exactly
+    ``render_display(decode_dicom(path, frame))``, without the float copy of every pixel (and the
+    index arrays) that the viewer keeps for window/level. For batch prediction, which needs only
+    the displayed pixels: a grey radiograph's stored values go through one lookup table (Modality
+    LUT ▸ default VOI ▸ MONOCHROME1), built over the stored values' range as the viewer builds it."""
+    from radreview.studies.display import render_display, to_display_levels
+    from radreview.studies.voi import apply_window
+
     path = Path(path)
+    ds, stored, photometric, common = _read_dicom_frame(path, frame)
+    tables = _grey_tables(ds, stored) if _is_grey(stored, photometric) else None
+    if tables is None:
+        return render_display(_decoded(path, ds, stored, photometric, common))
+    table, low = tables
+    windows = file_windows(ds, path) or (window_from_range(*_value_range(table, stored, low), "Data range"),)
+    lut = to_display_levels(apply_window(table, windows[0]))
+    presentation = str(common["presentation_lut_shape"])
+    if (photometric or "MONOCHROME2") == "MONOCHROME1" or presentation == "INVERSE":
+        lut = 255 - lut
+    if low >= 0 and stored.dtype.kind == "u":
+        # index the table by the stored value itself: no array of offsets (the entries below
+        # ``low`` are never looked up)
+        return np.take(np.concatenate([np.zeros(low, np.uint8), lut]), stored)
+    return np.take(lut, _offsets(stored, low, np.uint16 if len(table) <= 65536 else np.uint32))
+
+
+def _value_range(table: np.ndarray, stored: np.ndarray, low: int) -> tuple[float, float]:
+    """Min and max of the Modality LUT output over the stored values present, as float32 (what
+    ``DecodedImage.value_range`` holds): the table's ends when it is monotonic (the stored
+    minimum and maximum are both present), else over the values that occur."""
+    steps = np.diff(table)
+    if steps.size == 0 or (steps >= 0).all() or (steps <= 0).all():
+        values = table[[0, -1]]
+    else:
+        present = np.zeros(len(table), bool)
+        present[_offsets(stored, low, np.uint32)] = True
+        values = table[present]
+    values = values.astype(np.float32)
+    return float(values.min()), float(values.max())
+
+
+def _read_dicom_frame(path: Path, frame: int) -> tuple[Dataset, np.ndarray, str, dict]:
+    """The header, frame ``frame``'s stored values, the photometric interpretation and the
+    attributes every decoded image carries; raises :class:`StudyLoadError` with the reason."""
     with open_dicom(path) as dicom:
         ds = dicom.dataset
         if dicom.pixel is None:
@@ -167,7 +230,15 @@ def decode_dicom(path: Path, frame: int = 0) -> DecodedImage:
         bits_stored=_int(ds.get("BitsStored"), 8),
         path=path,
     )
-    if photometric in ("MONOCHROME1", "MONOCHROME2") or (stored.ndim == 2 and photometric != "PALETTE COLOR"):
+    return ds, stored, photometric, common
+
+
+def _is_grey(stored: np.ndarray, photometric: str) -> bool:
+    return photometric in ("MONOCHROME1", "MONOCHROME2") or (stored.ndim == 2 and photometric != "PALETTE COLOR")
+
+
+def _decoded(path: Path, ds: Dataset, stored: np.ndarray, photometric: str, common: dict) -> DecodedImage:
+    if _is_grey(stored, photometric):
         if stored.ndim != 2:
             raise StudyLoadError(path, f"unexpected pixel array shape {stored.shape} for {photometric}")
         return _grey_image(path, ds, stored, photometric or "MONOCHROME2", common)
@@ -408,13 +479,12 @@ def _grey_image(path: Path, ds: Dataset, stored: np.ndarray, photometric: str, c
     from pydicom.pixels import apply_modality_lut
 
     index = table = None
-    if np.issubdtype(stored.dtype, np.integer) and stored.size:
-        low, high = int(stored.min()), int(stored.max())
-        if high - low < MAX_TABLE_SIZE:
-            table = apply_modality_lut(np.arange(low, high + 1, dtype=np.int64), ds).astype(np.float64)
-            index_dtype = np.uint16 if high - low < 65536 else np.uint32
-            index = _offsets(stored, low, index_dtype)
-            pixels = table.astype(np.float32)[index]
+    tables = _grey_tables(ds, stored)
+    if tables is not None:
+        table, low = tables
+        index_dtype = np.uint16 if len(table) <= 65536 else np.uint32
+        index = _offsets(stored, low, index_dtype)
+        pixels = table.astype(np.float32)[index]
     if table is None:
         pixels = apply_modality_lut(stored, ds).astype(np.float32)
     if "ModalityLUTSequence" in ds:
@@ -432,6 +502,19 @@ def _grey_image(path: Path, ds: Dataset, stored: np.ndarray, photometric: str, c
         rescale_type=str(ds.get("RescaleType", "") or ""),
         stored_index=index, value_table=table, **common,
     )
+
+
+def _grey_tables(ds: Dataset, stored: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """The Modality LUT output (float64) for every stored value from the smallest present to the
+    largest, and that smallest value; None for float data, or a range too wide for a table."""
+    from pydicom.pixels import apply_modality_lut
+
+    if stored.ndim != 2 or not np.issubdtype(stored.dtype, np.integer) or not stored.size:
+        return None
+    low, high = int(stored.min()), int(stored.max())
+    if high - low >= MAX_TABLE_SIZE:
+        return None
+    return apply_modality_lut(np.arange(low, high + 1, dtype=np.int64), ds).astype(np.float64), low
 
 
 def _offsets(stored: np.ndarray, low: int, dtype: type) -> np.ndarray:
