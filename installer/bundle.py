@@ -60,6 +60,17 @@ EXCLUDED_MODULES: tuple[str, ...] = (
     "jinja2",
     "pydoc_data",  # help() topics
     "mpl_toolkits",  # matplotlib's 3-D and axes-grid toolkits: the reports draw plain 2-D plots
+    # The viewer reads model files with radreview.inference.onnx_file; onnx (with protobuf and
+    # ml_dtypes, about 9 MiB) writes cards, which only the training commands do.
+    "onnx",
+    "ml_dtypes",
+    "google.protobuf",
+    "onnxruntime.quantization",  # static int8 quantisation: `radreview quantize`, not the viewer
+    "onnxruntime.transformers",
+    "onnxruntime.tools",
+    # python-isal's gzip file front ends; heatmap PNGs use isal_zlib alone
+    "isal.igzip",
+    "isal.igzip_threaded",
 )
 
 # Qt modules the viewer does not use. PySide6-Essentials ships them; leaving them out keeps

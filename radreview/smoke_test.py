@@ -48,7 +48,7 @@ RESULT_NAME = "smoke-test.json"
 # and numpy builds give identical numbers; the tolerance only absorbs float printing.
 DEFAULT_ATOL = 1e-5
 _DISTRIBUTIONS = ("radreview", "onnxruntime", "numpy", "pydicom", "python-gdcm", "pylibjpeg",
-                  "pylibjpeg-openjpeg", "pylibjpeg-rle", "pillow", "PySide6-Essentials", "pyqtgraph", "onnx")
+                  "pylibjpeg-openjpeg", "pylibjpeg-rle", "pillow", "PySide6-Essentials", "pyqtgraph", "isal")
 
 
 @dataclass

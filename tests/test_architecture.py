@@ -33,3 +33,26 @@ def test_viewer_and_cli_do_not_load_torch() -> None:
         env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_predicting_with_the_shipped_models_loads_no_onnx_package() -> None:
+    """The installer leaves onnx, protobuf and ml_dtypes out (installer/bundle.py): finding,
+    checking and running models, and writing heatmap files, must not need them."""
+    code = (
+        "import sys, tempfile\n"
+        "from radreview.inference.batch import predict_paths\n"
+        "from radreview.inference.engine import Engine\n"
+        "from radreview.inference.registry import discover\n"
+        "catalog = discover(['models'])\n"
+        "assert catalog.models and not catalog.problems, catalog.problems\n"
+        "result = predict_paths(['resources/demo/DEMO_HAND'], Engine(catalog.models, provider='cpu'),\n"
+        "                       cam_dir=tempfile.mkdtemp(), workers=1)\n"
+        "assert result.images and result.cam_files and not result.problems\n"
+        "bad = [m for m in ('onnx', 'google.protobuf', 'ml_dtypes') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr

@@ -481,20 +481,38 @@ def write_card(model_path: str | Path, card: ModelCard) -> ModelCard:
 
 
 def read_card(model_path: str | Path, verify_checksum: bool = True) -> ModelCard:
-    """Read and validate the card of an ONNX file; raise :class:`ModelCardError` if unusable."""
-    import onnx
+    """Read and validate the card of an ONNX file; raise :class:`ModelCardError` if unusable.
+
+    Reads the file's protobuf directly (:mod:`radreview.inference.onnx_file`): the viewer and
+    ``predict`` need no onnx package."""
+    from radreview.inference.onnx_file import read_onnx_summary
 
     path = Path(model_path)
+    summary = read_onnx_file(path, read_onnx_summary)
+    return card_from_metadata(summary.metadata, summary.graph_sha256 if verify_checksum else None, path)
+
+
+def read_onnx_file(path: Path, reader):  # type: ignore[no-untyped-def]
+    """``reader(path)``, with bytes that are not ONNX (or a file that cannot be read) reported as
+    a :class:`ModelCardError` naming the file."""
+    from radreview.inference.onnx_file import OnnxFormatError
+
     try:
-        model = onnx.load(str(path))
-    except Exception as exc:  # onnx raises DecodeError, OSError... for a file that is not ONNX
-        raise ModelCardError(f"{path}: not an ONNX model ({type(exc).__name__}: {exc})") from exc
-    return card_from_onnx_model(model, path, verify_checksum)
+        return reader(path)
+    except OnnxFormatError as exc:
+        raise ModelCardError(f"{path}: not an ONNX model ({exc})") from exc
+    except OSError as exc:
+        raise ModelCardError(f"{path}: not an ONNX model (cannot read it: {exc.strerror or exc})") from exc
 
 
 def card_from_onnx_model(model: Any, path: str | Path, verify_checksum: bool = True) -> ModelCard:
     """The card of an already loaded ``onnx.ModelProto`` (``path`` names it in messages)."""
     props = {p.key: p.value for p in model.metadata_props}
+    return card_from_metadata(props, weights_sha256(model) if verify_checksum else None, path)
+
+
+def card_from_metadata(props: dict[str, str], graph_sha256: str | None, path: str | Path) -> ModelCard:
+    """The card in a model's metadata, checked against the sha256 of its graph (None: unchecked)."""
     if CARD_METADATA_KEY not in props:
         raise ModelCardError(f"{path}: no radreview model card in the model's metadata")
     text = props[CARD_METADATA_KEY]
@@ -502,11 +520,9 @@ def card_from_onnx_model(model: Any, path: str | Path, verify_checksum: bool = T
         raise ModelCardError(f"{path}: the model card is {len(text)} characters long, more than radreview reads "
                              f"({hint('max_card_bytes')})")
     card = ModelCard.from_json(text, str(path))
-    if verify_checksum:
-        actual = weights_sha256(model)
-        if card.weights_sha256 != actual:
-            raise ModelCardError(
-                f"{path}: weights checksum mismatch (card {card.weights_sha256[:12]}..., "
-                f"file {actual[:12]}...): the file was altered or corrupted"
-            )
+    if graph_sha256 is not None and card.weights_sha256 != graph_sha256:
+        raise ModelCardError(
+            f"{path}: weights checksum mismatch (card {card.weights_sha256[:12]}..., "
+            f"file {graph_sha256[:12]}...): the file was altered or corrupted"
+        )
     return card

@@ -26,7 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from radreview.inference.card import ModelCard, ModelCardError, card_from_onnx_model
+from radreview.inference.card import ModelCard, ModelCardError, card_from_metadata, read_onnx_file
+from radreview.inference.onnx_file import OnnxSummary
 
 USER_MODELS_ENV = "RADREVIEW_MODELS"
 PRECISION_CHOICES = ("auto", "int8", "float32")  # auto: int8 where there is one
@@ -89,28 +90,24 @@ def default_model_dirs() -> list[Path]:
 
 def check_model_file(path: str | Path) -> ModelFile:
     """Load and check one file; raise :class:`ModelCardError` naming the file and the problem."""
-    import onnx
-
+    from radreview.inference.onnx_file import read_onnx_summary
     from radreview.studies.fileaccess import not_regular_reason
 
     path = Path(path)
-    reason = not_regular_reason(path)  # a FIFO named .onnx would block onnx.load forever
+    reason = not_regular_reason(path)  # a FIFO named .onnx would block the read forever
     if reason:
         raise ModelCardError(f"{path}: model file not found" if reason.startswith("file not found") else f"{path}: {reason}")
-    try:
-        model = onnx.load(str(path))
-    except Exception as exc:  # DecodeError, OSError...: anything that is not a readable ONNX file
-        raise ModelCardError(f"{path}: not an ONNX model ({type(exc).__name__})") from exc
-    card = card_from_onnx_model(model, path, verify_checksum=True)
-    _check_signature(model, card, path)
-    _check_precision(model, card, path)
+    summary = read_onnx_file(path, read_onnx_summary)
+    card = card_from_metadata(summary.metadata, summary.graph_sha256, path)
+    _check_signature(summary, card, path)
+    _check_precision(summary, card, path)
     return ModelFile(path=path, card=card)
 
 
-def _check_precision(model, card: ModelCard, path: Path) -> None:
+def _check_precision(model: OnnxSummary, card: ModelCard, path: Path) -> None:
     """The card's precision must be the graph's: an int8 card over a float graph (or the reverse)
     would make every speed and parity figure on the card a statement about another model."""
-    quantised = any(node.op_type in QUANTISED_OPS for node in model.graph.node)
+    quantised = bool(model.op_types & QUANTISED_OPS)
     if card.precision == "int8" and not quantised:
         raise ModelCardError(f"{path}: the card says precision int8 but the graph has no quantised operators "
                              "(a float32 graph with an int8 card)")
@@ -119,16 +116,11 @@ def _check_precision(model, card: ModelCard, path: Path) -> None:
                              "precision float32")
 
 
-def _dims(value_info) -> list[int | str]:
-    return [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in value_info.type.tensor_type.shape.dim]
-
-
-def _check_signature(model, card: ModelCard, path: Path) -> None:
-    inputs = {i.name: i for i in model.graph.input}
-    outputs = {o.name: o for o in model.graph.output}
+def _check_signature(model: OnnxSummary, card: ModelCard, path: Path) -> None:
+    inputs, outputs = model.inputs, model.outputs
     if "image" not in inputs:
         raise ModelCardError(f"{path}: the model has no input named 'image' (has {', '.join(inputs) or 'none'})")
-    shape = _dims(inputs["image"])
+    shape = inputs["image"]
     expected = [3, card.input.height, card.input.width]
     # a symbolic (dynamic) dimension takes whatever the card says
     if len(shape) != 4 or any(isinstance(s, int) and s != e for s, e in zip(shape[1:], expected)):
@@ -138,7 +130,7 @@ def _check_signature(model, card: ModelCard, path: Path) -> None:
     for name, rank in (("logits", 2), ("cam", 4)):
         if name not in outputs:
             raise ModelCardError(f"{path}: the model has no output named {name!r}")
-        dims = _dims(outputs[name])
+        dims = outputs[name]
         if len(dims) != rank:
             raise ModelCardError(f"{path}: output {name!r} has rank {len(dims)}, expected {rank}")
         k = dims[1]
