@@ -33,7 +33,9 @@ def write_scoped_model(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "scoped.onnx"
     ops = OperatingPoints(0.05, 0.12, basis={"n_pos": 40, "n_neg": 80, "split": "validation"})
-    build_scoped_model(path, "scoped", [("fractured", "fracture")], {"fractured": {"operating_points": ops}})
+    # a colour span of its own, as trained models carry: the reading window must take it, as the viewer does
+    build_scoped_model(path, "scoped", [("fractured", "fracture")], {"fractured": {"operating_points": ops}},
+                       cam={"span_logits": 6.0})
     return path
 
 

@@ -101,8 +101,11 @@ def test_heatmap_in_the_aided_read_and_not_in_the_unaided(qtbot, db, models) -> 
 
     engine = Engine(discover([models]).models, provider="cpu")
     live = predict_decoded(engine, window.view.decoded, lambda: False).get("fractured")
-    viewer_map = heatmap_intensity(live, window.display.cam_scale, window.display.gate, span=window.display.cam_span)
+    # with the AI panel's settings as it passes them (AiPanel.heatmap_legend): the card's colour
+    # span unless the reader set one
+    viewer_map = heatmap_intensity(live, window.display.cam_scale, window.display.gate, span=window.display.heatmap_span)
     assert np.array_equal(window.overlay.item.image, viewer_map)
+    assert window.display.heatmap_span == 0 and window._heatmap_legend.span_source == "model card"
     window.heatmap_check.toggle()  # H off
     assert not window.heatmap_shown()
     window.heatmap_check.toggle()  # and on again

@@ -108,4 +108,3 @@ def test_the_heatmap_span_defaults_to_the_model_card_and_old_files_do_not_pin_it
     assert load_ai_settings(path).heatmap_span == 6.0
     path.write_text(json.dumps({"heatmap_span": -3}))
     assert load_ai_settings(path).heatmap_span == 0.0
-    assert AiSettings().cam_span == 24.0 and AiSettings(heatmap_span=6.0).cam_span == 6.0

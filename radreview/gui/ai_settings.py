@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from radreview.gui.settings import config_dir, read_settings_file, typed_fields, write_settings_file
-from radreview.inference.cam import COLOR_MAPS, DEFAULT_SPAN_LOGITS
+from radreview.inference.cam import COLOR_MAPS
 from radreview.inference.registry import PRECISION_CHOICES
 from radreview.inference.sessions import PROVIDER_CHOICES
 
@@ -40,13 +40,6 @@ class AiSettings:
     backend: str = "onnx"  # or "torch": a .pt checkpoint with a Grad-CAM method ([train] extra)
     checkpoint: str = ""
     cam_method: str = "gradcam"
-
-    @property
-    def cam_span(self) -> float:
-        """The span set by the user, else the default (older callers; new ones pass
-        ``heatmap_span`` to :func:`radreview.inference.presentation.present_heatmap`, which
-        falls back to the model card's span)."""
-        return self.heatmap_span if self.heatmap_span > 0 else DEFAULT_SPAN_LOGITS
 
     def model_dirs(self) -> list[Path] | None:
         return [Path(self.models_dir)] if self.models_dir else None

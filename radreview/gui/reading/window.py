@@ -52,12 +52,19 @@ from PySide6.QtWidgets import (
 
 from radreview import RESEARCH_USE_NOTICE
 from radreview.gui.ai_settings import AiSettings
-from radreview.gui.heatmap_overlay import ColorBar, HeatmapOverlay, heatmap_intensity
+from radreview.gui.heatmap_overlay import ColorBar, HeatmapOverlay, heatmap_layer
 from radreview.gui.image_view import ImageView
 from radreview.gui.reading.telemetry import ReadTimer
-from radreview.inference.cam import CamDisplay, gate_probability
 from radreview.inference.engine import ImageResult, LabelResult
-from radreview.inference.presentation import OUT_OF_SCOPE_MESSAGE, ImagePresentation, format_probability, present_image
+from radreview.inference.presentation import (
+    NO_HEATMAP,
+    OUT_OF_SCOPE_MESSAGE,
+    HeatmapLegend,
+    ImagePresentation,
+    format_probability,
+    present_heatmap,
+    present_image,
+)
 from radreview.inference.serialize import ResultFormatError, image_from_dict
 from radreview.readerstudy.reading import AIView, CaseView, ReaderSession, ReadingError, WashoutPending
 from radreview.studies import StudyLoadError, decode_image, index_paths
@@ -78,15 +85,6 @@ class ReadingImageView(ImageView):
 
 TIER_COLOURS = {"likely": "#d9534f", "possible": "#f0ad4e", "below": "#5cb85c"}
 NO_CONFIDENCE = -1  # the confidence box's "not set" value
-
-
-def _color_bar_ends(label: LabelResult | None, display: AiSettings) -> tuple[str, str]:
-    """The colour bar's end labels, as the viewer's AI panel writes them (AiPanel._update_color_bar)."""
-    if label is not None and label.cam_units == "relative":
-        return "relative (per image)", "image max"
-    gate = gate_probability(label, display.gate) if label is not None else 0.5
-    return CamDisplay(mode=display.cam_scale, gate=gate,  # type: ignore[arg-type]
-                      span_logits=display.cam_span).scale_labels()
 
 
 class ReadingWindow(QMainWindow):
@@ -112,6 +110,7 @@ class ReadingWindow(QMainWindow):
         self.display = AiSettings()
         self._ai_results: list[tuple[AIView, list[ImageResult | None], str]] = []  # per model: results, problem
         self._heatmap_label: LabelResult | None = None
+        self._heatmap_legend: HeatmapLegend = NO_HEATMAP  # how the map on screen is drawn
         self._heatmap_visible = False
         self._ai_revealed = False
         self._asks_agreement = False
@@ -400,6 +399,7 @@ class ReadingWindow(QMainWindow):
         self.overlay.clear()
         self._ai_results = []
         self._heatmap_label = None
+        self._heatmap_legend = NO_HEATMAP
         self._heatmap_visible = False
 
     @staticmethod
@@ -467,7 +467,8 @@ class ReadingWindow(QMainWindow):
             self.timer.record("ai_shown", in_scope=in_scope, tier=tier, heatmap_available=self.overlay.has_map,
                               heatmap_visible=visible, image=index + 1,
                               display={"colormap": self.display.colormap, "gate": self.display.gate,
-                                       "scale": self.display.cam_scale, "span": self.display.cam_span,
+                                       "scale": self.display.cam_scale, "span": self._heatmap_legend.span_logits,
+                                       "span_source": self._heatmap_legend.span_source,
                                        "opacity": self.overlay.opacity()})
         elif visible != self._heatmap_visible:
             self.timer.record("heatmap", visible=visible, available=self.overlay.has_map, by="image", image=index + 1)
@@ -519,6 +520,7 @@ class ReadingWindow(QMainWindow):
     def _set_heatmap(self, label: LabelResult | None, note: str, legacy: np.ndarray | None = None) -> None:
         """The study label's map over the image shown, with the viewer's overlay code, or why none."""
         self._heatmap_label = None
+        self._heatmap_legend = NO_HEATMAP
         self.overlay.clear()
         decoded = self.view.decoded
         if label is None and legacy is not None and decoded is not None:
@@ -531,10 +533,14 @@ class ReadingWindow(QMainWindow):
             # A map computed on an image of another size does not belong to this one.
             self.heatmap_note.setText("No heatmap: the AI ran on an image of another size than the one shown.")
         else:
-            intensity = heatmap_intensity(label, self.display.cam_scale, self.display.gate, span=self.display.cam_span)
+            # the legend the viewer's AI panel draws with (AiPanel.heatmap_legend): the card's span
+            # unless the reader set one, the same gate, the same colour bar
+            legend = present_heatmap(label, self.display.cam_scale, self.display.gate, self.display.heatmap_span)
+            intensity = heatmap_layer(label, legend)
             if float(intensity.max()) > 0.0:
                 self.overlay.set_map(intensity, label.geometry.rows, label.geometry.cols)
                 self._heatmap_label = label
+                self._heatmap_legend = legend
                 self.heatmap_note.setText(label.display_name)
             else:  # an empty map is no heatmap: nothing is drawn, and the export must not say "shown"
                 self.heatmap_note.setText(f"No heatmap: {label.display_name} is below the "
@@ -545,7 +551,8 @@ class ReadingWindow(QMainWindow):
         self.opacity_slider.setEnabled(available)
         self.color_bar.setVisible(available and self._heatmap_label is not None)
         if self._heatmap_label is not None:
-            self.color_bar.set_colormap(self.display.colormap, *_color_bar_ends(label, self.display))
+            self.color_bar.set_colormap(self.display.colormap, self._heatmap_legend.low_text,
+                                        self._heatmap_legend.high_text)
 
     def _effective_heatmap(self) -> bool:
         """Whether a heatmap is on screen now."""
