@@ -174,6 +174,27 @@ def test_png_and_jpeg_files_read_back(tmp_path):
         png_bytes(np.zeros((4, 4, 4), np.uint8))
 
 
+def test_png_files_read_back_with_either_deflate(monkeypatch):
+    """ISA-L (the dependency) and the standard zlib (where python-isal is missing) both write PNGs
+    that read back exactly; the overlay they compress is contiguous RGB."""
+    import zlib
+
+    from radreview.inference import heatmap_files
+
+    rng = np.random.default_rng(6)
+    gray = rng.integers(0, 256, (61, 45), dtype=np.uint8)
+    rgb = overlay(gray, rng.random(gray.shape, dtype=np.float32))
+    assert rgb.shape == (61, 45, 3) and rgb.flags["C_CONTIGUOUS"]
+    assert heatmap_files.DEFLATE == "isal"
+    encoded = {}
+    for name, deflate in (("isal", heatmap_files._deflate), ("zlib", zlib)):
+        monkeypatch.setattr(heatmap_files, "_deflate", deflate)
+        encoded[name] = png_bytes(rgb, {"Software": "radreview"})
+        with Image.open(io.BytesIO(encoded[name])) as image:
+            assert np.array_equal(np.asarray(image), rgb), name
+    assert encoded["isal"] != encoded["zlib"]  # two compressors really ran
+
+
 def test_predict_writes_jpeg_heatmaps_and_refuses_an_unknown_format(tmp_path, capsys):
     write_toy_model(tmp_path / "models" / "toy.onnx", toy_card("toy", [("bright", "abnormality")]))
     pixels = np.zeros((80, 60), np.uint8)
