@@ -136,6 +136,30 @@ def test_dicom_display_levels_follow_monochrome1_rescale_and_a_non_monotonic_mod
     assert np.array_equal(dicom_display_levels(tmp_path / "folded.dcm"), expected) and expected.max() == 255
 
 
+def test_dicom_display_levels_of_32_bit_data_far_from_zero_need_no_huge_table(tmp_path):
+    """Stored values near 4e9 (a narrow range far from zero) take offsets from the smallest value:
+    indexing by the value itself would need a 4 GB table."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from radreview.studies.pixels import decode_dicom, dicom_display_levels
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    stored = (np.random.default_rng(8).integers(0, 3000, (40, 30)) + 4_000_000_000).astype(np.uint32)
+    ds.Rows, ds.Columns = stored.shape
+    ds.BitsAllocated = ds.BitsStored = 32
+    ds.HighBit, ds.PixelRepresentation, ds.SamplesPerPixel = 31, 0, 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelData = stored.tobytes()
+    ds.save_as(tmp_path / "u32.dcm", enforce_file_format=True)
+    fast = dicom_display_levels(tmp_path / "u32.dcm")
+    assert np.array_equal(fast, render_display(decode_dicom(tmp_path / "u32.dcm"))) and fast.max() == 255
+
+
 @pytest.mark.parametrize("spec", [InputCard(320, 320), InputCard(96, 128, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), pad_value=0.25),
                                   InputCard(64, 64, resize="stretch")])
 def test_one_pass_normalisation_is_bit_identical_to_letterbox_then_normalise(spec):

@@ -171,9 +171,9 @@ def dicom_display_levels(path: Path, frame: int = 0) -> np.ndarray:
     presentation = str(common["presentation_lut_shape"])
     if (photometric or "MONOCHROME2") == "MONOCHROME1" or presentation == "INVERSE":
         lut = 255 - lut
-    if low >= 0 and stored.dtype.kind == "u":
+    if stored.dtype.kind == "u" and low + len(lut) <= MAX_TABLE_SIZE:
         # index the table by the stored value itself: no array of offsets (the entries below
-        # ``low`` are never looked up)
+        # ``low`` are never looked up; bounded, for 32-bit data far from zero)
         return np.take(np.concatenate([np.zeros(low, np.uint8), lut]), stored)
     return np.take(lut, _offsets(stored, low, np.uint16 if len(table) <= 65536 else np.uint32))
 
