@@ -467,7 +467,7 @@ def weights_sha256(model: Any) -> str:
 
 def write_card(model_path: str | Path, card: ModelCard) -> ModelCard:
     """Store ``card`` (with the weights' sha256 filled in) in the metadata of an ONNX file."""
-    import onnx  # lazy: only writers and checksum verifiers need it
+    import onnx  # lazy, and only here: the viewer reads model files without it (onnx_file)
 
     model = onnx.load(str(model_path))
     card = replace(card, weights_sha256=weights_sha256(model))
