@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from radreview.gui.settings import config_dir, read_settings_file, typed_fields, write_settings_file
-from radreview.inference.cam import COLOR_MAPS
+from radreview.inference.cam import COLOR_MAPS, DEFAULT_OPACITY
 from radreview.inference.registry import PRECISION_CHOICES
 from radreview.inference.sessions import PROVIDER_CHOICES
 
@@ -27,7 +27,7 @@ class AiSettings:
     provider: str = "auto"
     precision: str = "auto"  # a model shipped in two precisions: int8 where there is one, or as chosen
     models_dir: str = ""  # "" = the shipped and per-user folders
-    opacity: float = 0.45
+    opacity: float = DEFAULT_OPACITY
     colormap: str = "jet"
     auto_run: bool = True
     show_heatmap: bool = True

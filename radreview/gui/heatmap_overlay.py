@@ -16,7 +16,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from radreview.inference.cam import colormap_lut, rgba_lut
+from radreview.inference.cam import DEFAULT_OPACITY, colormap_lut, rgba_lut
 from radreview.inference.engine import LabelResult
 from radreview.inference.preprocess import cam_to_image, display_shape
 from radreview.inference.presentation import HeatmapLegend, present_heatmap
@@ -47,7 +47,7 @@ def heatmap_layer(label: LabelResult, legend: HeatmapLegend, max_side: int = MAX
 class HeatmapOverlay:
     """One overlay item, moved to whichever view is active."""
 
-    def __init__(self, colormap: str = "jet", opacity: float = 0.45) -> None:
+    def __init__(self, colormap: str = "jet", opacity: float = DEFAULT_OPACITY) -> None:
         self.item = pg.ImageItem(axisOrder="row-major")
         self.item.setZValue(10)
         self.view = None

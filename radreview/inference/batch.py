@@ -22,6 +22,7 @@ import numpy as np
 
 from radreview import RESEARCH_USE_NOTICE
 from radreview.inference.aggregate import StudyLabelResult, aggregate_studies
+from radreview.inference.cam import DEFAULT_OPACITY
 from radreview.inference.engine import Engine, ImageResult, Prepared
 from radreview.inference.fast_decode import display_gray
 from radreview.inference.heatmap_files import encode, overlay
@@ -159,7 +160,7 @@ class OverlayStyle:
     span: float | None = None
     gate: str = "likely"
     colormap: str = "jet"
-    opacity: float = 0.5
+    opacity: float = DEFAULT_OPACITY
     max_side: int = 1024
 
     def legend(self, label, revealed: bool = False) -> HeatmapLegend:

@@ -26,6 +26,9 @@ COLOR_MAPS = ("jet", "inferno", "turbo", "viridis", "hot")
 # (8x8 maps) gives local logits up to about +50 on fractures and below +7 on normal images, so
 # 24 keeps strong evidence distinguishable without saturating every positive study.
 DEFAULT_SPAN_LOGITS = 24.0
+# The overlay's opacity unless the user sets one: the viewer, the reading window, heatmap files
+# and DICOM captures alike.
+DEFAULT_OPACITY = 0.45
 
 
 GATES = ("likely", "possible", "0.5")
@@ -140,14 +143,14 @@ def rgba_lut(colormap: str = "jet", opacity: float = 1.0) -> np.ndarray:
     return lut
 
 
-def overlay_rgba(intensity: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
+def overlay_rgba(intensity: np.ndarray, colormap: str = "jet", opacity: float = DEFAULT_OPACITY) -> np.ndarray:
     """uint8 [H, W, 4]: coloured where intensity > 0, transparent elsewhere (one table lookup)."""
     index = np.clip(np.rint(intensity * 255), 0, 255).astype(np.uint8)
     packed = np.ascontiguousarray(rgba_lut(colormap, opacity)).view(np.uint32)[:, 0]
     return np.take(packed, index).view(np.uint8).reshape(*intensity.shape, 4)
 
 
-def blend(gray: np.ndarray, intensity: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
+def blend(gray: np.ndarray, intensity: np.ndarray, colormap: str = "jet", opacity: float = DEFAULT_OPACITY) -> np.ndarray:
     """uint8 RGB [H, W, 3]: the grey image with the heatmap laid over it (for PNG export)."""
     from PIL import Image
 

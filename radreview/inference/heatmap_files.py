@@ -27,7 +27,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from radreview.inference.cam import rgba_lut
+from radreview.inference.cam import DEFAULT_OPACITY, rgba_lut
 
 try:
     from isal import isal_zlib as _deflate
@@ -41,7 +41,7 @@ JPEG_QUALITY = 90
 
 
 @lru_cache(maxsize=8)
-def blend_table(colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
+def blend_table(colormap: str = "jet", opacity: float = DEFAULT_OPACITY) -> np.ndarray:
     """[256 * 256] of 3-byte RGB pixels (numpy void "V3"): entry ``heat * 256 + grey`` is the pixel of
     grey level ``grey`` under heat level ``heat`` (0..255, 0 transparent): ``grey + alpha * (colour -
     grey)`` with the overlay's colour and alpha (:func:`radreview.inference.cam.rgba_lut`). Gathering
@@ -65,7 +65,7 @@ def heat_levels(intensity: np.ndarray) -> np.ndarray:
     return intensity.astype(np.uint16)
 
 
-def overlay(gray: np.ndarray, intensity: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
+def overlay(gray: np.ndarray, intensity: np.ndarray, colormap: str = "jet", opacity: float = DEFAULT_OPACITY) -> np.ndarray:
     """uint8 RGB [H, W, 3], C-contiguous: ``gray`` [H, W] uint8 with ``intensity`` [H, W] (0..1,
     float32, used as scratch) laid over it. Equal to :func:`radreview.inference.cam.blend` within
     one grey level."""
