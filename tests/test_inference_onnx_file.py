@@ -58,6 +58,7 @@ def test_a_changed_weight_is_caught_by_the_checksum(tmp_path):
     (lambda data: data + b"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", "longer than 10 bytes"),
     (lambda data: b"\x72\x04\x0a\x02\xff\xfe" + data, "not UTF-8"),  # a metadata key of bad UTF-8
     (lambda data: b"", "no graph"),
+    (lambda data: b"\x08\x01" * 600_000 + data, "more than 500,000 fields"),  # a field flood: refused quickly
 ])
 def test_damaged_files_are_refused_with_the_file_and_the_reason(tmp_path, damage, words):
     good = _model_files(tmp_path)[-1]
