@@ -20,11 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or DICOMDIRs")
     parser.add_argument("--out", required=True, help="results file: .csv (one row per image/study and label) or .json (the rows, plus every "
                              "image's whole result with its heatmaps: what a reader study needs)")
-    parser.add_argument("--cam-dir", help="write heatmap overlays (PNG) here, one per image and label at or above "
-                                          "its --cam-gate operating point")
+    parser.add_argument("--cam-dir", help="write heatmap overlays (PNG) here, one per image and finding whose "
+                                          "heatmap the viewer draws (at or above its --cam-gate operating point)")
     parser.add_argument("--cam-gate", default="likely", choices=("likely", "possible", "0.5"),
                         help="operating point that gates the heatmaps (default likely: high specificity)")
-    parser.add_argument("--cam-all", action="store_true", help="with --cam-dir: write every label's overlay")
+    parser.add_argument("--cam-all", action="store_true",
+                        help="with --cam-dir: write every label's overlay (the region labels' too, and those the "
+                             "viewer would not draw)")
     parser.add_argument("--cam-format", default="png", choices=CAM_FORMATS,
                         help="heatmap files: png (lossless, default) or jpeg (a sixth of the size, about as fast to write)")
     parser.add_argument("--colormap", default="jet", choices=COLOR_MAPS, help="heatmap colour map (default jet)")

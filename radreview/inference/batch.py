@@ -23,7 +23,7 @@ import numpy as np
 from radreview import RESEARCH_USE_NOTICE
 from radreview.inference.aggregate import StudyLabelResult, aggregate_studies
 from radreview.inference.cam import DEFAULT_OPACITY
-from radreview.inference.engine import Engine, ImageResult, Prepared
+from radreview.inference.engine import REGION_TASK, Engine, ImageResult, Prepared
 from radreview.inference.fast_decode import display_gray
 from radreview.inference.heatmap_files import encode, overlay
 from radreview.inference.preprocess import cam_to_image, display_shape
@@ -168,6 +168,12 @@ class OverlayStyle:
         return present_heatmap(label, self.scale, self.gate, self.span, revealed)
 
 
+def shows_heatmap(label) -> bool:
+    """Whether the viewer offers ``label``'s heatmap: findings do (the AI panel's table); the
+    anatomical region labels are the region line, without one."""
+    return label.task != REGION_TASK
+
+
 def overlay_image(gray: np.ndarray, label, style: OverlayStyle = OverlayStyle(), base: np.ndarray | None = None,
                   legend: HeatmapLegend | None = None) -> np.ndarray | None:
     """The heatmap of one label blended over the grey image (RGB uint8, at most ``style.max_side``),
@@ -184,11 +190,14 @@ def overlay_image(gray: np.ndarray, label, style: OverlayStyle = OverlayStyle(),
 
 def _write_cams(image_id: str, result: ImageResult, gray: np.ndarray, cam_dir: Path, style: OverlayStyle,
                 all_labels: bool, fmt: str = "png") -> list[Path]:
-    """One overlay file per label whose heatmap the viewer would draw (``all_labels``: every label
-    with a map, those outside the model's scope marked as shown on request)."""
+    """One overlay file per finding whose heatmap the viewer would draw (``all_labels``: every label
+    with a map, the anatomical region labels too, those outside the model's scope marked as shown
+    on request)."""
     written = []
     base = None
     for label in result.labels:
+        if not all_labels and not shows_heatmap(label):
+            continue  # a region label: the viewer lists it as the region, with no heatmap
         legend = style.legend(label, revealed=all_labels)
         if label.cam is None or label.geometry is None or not (legend.drawn or all_labels):
             continue  # below its gate, no region above it, or outside the model's scope: no file

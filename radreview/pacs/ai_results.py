@@ -17,7 +17,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import generate_uid
 
-from radreview.inference.batch import BatchResult, ImageRecord, OverlayStyle, overlay_image
+from radreview.inference.batch import BatchResult, ImageRecord, OverlayStyle, overlay_image, shows_heatmap
 from radreview.inference.engine import ImageResult
 from radreview.pacs.errors import SrError
 from radreview.pacs.sr import SourceImage, build_heatmap_capture, build_sr, check_source, write_dataset
@@ -100,7 +100,8 @@ def _captures(study_id, records, sources, out_dir, style, out) -> list[Path]:
         source = usable.get(f"{record.image_id} ({record.path.name})")
         if source is None or source.presentation.in_scope is False:
             continue  # an image outside the models' scope gets no heatmap shown as an answer
-        labels = [lab for lab in record.result.labels if lab.cam is not None and style.legend(lab).drawn]
+        labels = [lab for lab in record.result.labels
+                  if lab.cam is not None and shows_heatmap(lab) and style.legend(lab).drawn]
         if not labels:
             continue
         try:

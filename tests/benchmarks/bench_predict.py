@@ -305,7 +305,7 @@ def bench_end_to_end(models: dict[str, list], paths: list[Path], args, ceilings:
 def bench_cams(models: dict[str, list], paths: list[Path], work: Path, args) -> None:
     precision = "int8" if "int8" in models else next(iter(models))
     files = models[precision]
-    print(f"3. --cam-dir ({precision}; heatmap files for the labels whose map the viewer draws at the 'likely' gate); {load_text()}")
+    print(f"3. --cam-dir ({precision}; heatmap files for the findings whose map the viewer draws at the 'likely' gate); {load_text()}")
     plain = median_run([bench_predict(paths, files, "cpu", None, args.batch_size, args.workers)
                         for _ in range(max(1, args.repeats - 1))])
     for fmt in ("png", "jpeg"):
