@@ -28,11 +28,7 @@ def test_viewer_and_cli_do_not_load_torch() -> None:
         "bad = [m for m in ('torch', 'torchvision', 'pytorch_grad_cam') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-        env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"},
-    )
-    assert result.returncode == 0, result.stderr
+    _assert_runs_clean(code, QT_QPA_PLATFORM="offscreen")
 
 
 def test_predicting_with_the_shipped_models_loads_no_onnx_package() -> None:
@@ -51,8 +47,13 @@ def test_predicting_with_the_shipped_models_loads_no_onnx_package() -> None:
         "bad = [m for m in ('onnx', 'google.protobuf', 'ml_dtypes') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
+    _assert_runs_clean(code)
+
+
+def _assert_runs_clean(code: str, **env: str) -> None:
+    """Run ``code`` in a fresh interpreter at the repository root (nothing imported yet)."""
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", **env},
     )
     assert result.returncode == 0, result.stderr
