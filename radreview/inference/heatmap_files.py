@@ -1,8 +1,8 @@
 """Heatmap overlay files for batch prediction: one table lookup per pixel and a fast encoder.
 
 ``radreview predict --cam-dir`` writes one image per finding whose heatmap the viewer draws: the
-displayed grey image (at display resolution, at most ``max_side`` pixels) with the label's class-activation
-map laid over it in a colour map. Measured on the 2-core machine (docs/performance.md), Pillow's
+displayed grey image (at display resolution, at most ``max_side`` pixels) with the label's
+class-activation map laid over it in a colour map. Measured on the 2-core machine (docs/performance.md), Pillow's
 PNG writer spent most of its time choosing a filter for every row and compressing, holding the
 GIL while it did. Here:
 
