@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 from PySide6.QtGui import QImage, QPixmap
 
-from radreview.studies import ImageEntry, decode_image, render_display
+from radreview.studies import ImageEntry, decode_display_levels
 
 
 def make_thumbnail(entry: ImageEntry, size: int) -> np.ndarray:
@@ -14,7 +14,7 @@ def make_thumbnail(entry: ImageEntry, size: int) -> np.ndarray:
 
     Plain function (no Qt): runs in a worker thread. Raises StudyLoadError like decode_image.
     """
-    display = render_display(decode_image(entry))
+    display = decode_display_levels(entry)  # the first display, without the viewer's float copy
     height, width = display.shape[:2]
     # Subsample cheaply first so that the filtered resize works on a small array.
     step = max(1, min(height, width) // (size * 2))

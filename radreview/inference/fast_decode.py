@@ -46,9 +46,8 @@ def read_display_gray(path) -> np.ndarray | None:
 
 def display_gray(entry) -> np.ndarray:
     """The displayed grey image of an index entry (what the models take)."""
-    from radreview.studies import decode_image, render_display
+    from radreview.studies import decode_display_levels, decode_image, render_display
     from radreview.studies.errors import StudyLoadError
-    from radreview.studies.pixels import decode_display_levels
 
     if getattr(entry, "kind", "") == "raster":
         try:

@@ -47,13 +47,13 @@ def _header(record: ImageRecord):
 
 
 def _gray(record: ImageRecord):
-    from radreview.inference.preprocess import to_display_gray
-    from radreview.studies import decode_image, index_paths, render_display
+    from radreview.inference.fast_decode import display_gray
+    from radreview.studies import index_paths
 
     entries = index_paths([record.path]).images()
     if not entries:
         raise SrError(f"{record.image_id}: the image can no longer be read for its heatmap")
-    return to_display_gray(render_display(decode_image(entries[0])))
+    return display_gray(entries[0])  # the grey the models took, as predict decoded it
 
 
 def write_study_reports(batch: BatchResult, out_dir: str | Path, heatmaps: bool = False,

@@ -35,7 +35,7 @@ def _is_dicom(path: Path) -> bool:
 
 
 def _read_dicom_display(path: Path) -> np.ndarray:
-    from radreview.studies import decode_image, index_paths, render_display
+    from radreview.studies import decode_display_levels, index_paths
 
     index = index_paths([path])
     entries = index.images()
@@ -43,10 +43,9 @@ def _read_dicom_display(path: Path) -> np.ndarray:
         problems = "; ".join(str(p) for p in getattr(index, "problems", [])) or "no image found"
         raise ImageReadError(path, f"not a readable DICOM image ({problems})")
     try:
-        decoded = decode_image(entries[0])
+        shown = decode_display_levels(entries[0])  # the viewer's first display, without its float copy
     except Exception as exc:  # StudyLoadError and decoder failures: report the file
         raise ImageReadError(path, f"could not decode DICOM pixels ({exc})") from exc
-    shown = render_display(decoded)
     if shown.ndim == 3:  # colour: the grey the model expects
         shown = np.asarray(Image.fromarray(shown).convert("L"))
     return shown
