@@ -203,8 +203,6 @@ def _write_cams(image_id: str, result: ImageResult, gray: np.ndarray, cam_dir: P
             continue  # below its gate, no region above it, or outside the model's scope: no file
         base = display_base(gray, style.max_side) if base is None else base
         rgb = overlay_image(gray, label, style, base, legend)
-        if rgb is None:
-            continue
         path = heatmap_path(cam_dir, image_id, label.model, label.label, "jpg" if fmt == "jpeg" else fmt)
         text = {"Description": f"{legend.title} heatmap, {label.model} {label.version}, "
                                f"p={label.probability:.3f} ({label.tier}); {legend.mode} scale"

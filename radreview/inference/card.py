@@ -485,20 +485,18 @@ def read_card(model_path: str | Path, verify_checksum: bool = True) -> ModelCard
 
     Reads the file's protobuf directly (:mod:`radreview.inference.onnx_file`): the viewer and
     ``predict`` need no onnx package."""
-    from radreview.inference.onnx_file import read_onnx_summary
-
     path = Path(model_path)
-    summary = read_onnx_file(path, read_onnx_summary)
+    summary = read_onnx_file(path)
     return card_from_metadata(summary.metadata, summary.graph_sha256 if verify_checksum else None, path)
 
 
-def read_onnx_file(path: Path, reader):  # type: ignore[no-untyped-def]
-    """``reader(path)``, with bytes that are not ONNX (or a file that cannot be read) reported as
-    a :class:`ModelCardError` naming the file."""
-    from radreview.inference.onnx_file import OnnxFormatError
+def read_onnx_file(path: Path):  # type: ignore[no-untyped-def]
+    """The file's :class:`~radreview.inference.onnx_file.OnnxSummary`, with bytes that are not ONNX
+    (or a file that cannot be read) reported as a :class:`ModelCardError` naming the file."""
+    from radreview.inference.onnx_file import OnnxFormatError, read_onnx_summary
 
     try:
-        return reader(path)
+        return read_onnx_summary(path)
     except OnnxFormatError as exc:
         raise ModelCardError(f"{path}: not an ONNX model ({exc})") from exc
     except OSError as exc:

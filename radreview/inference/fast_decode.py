@@ -46,7 +46,7 @@ def read_display_gray(path) -> np.ndarray | None:
 
 def display_gray(entry) -> np.ndarray:
     """The displayed grey image of an index entry (what the models take)."""
-    from radreview.studies import decode_display_levels, decode_image, render_display
+    from radreview.studies import decode_display_levels
     from radreview.studies.errors import StudyLoadError
 
     if getattr(entry, "kind", "") == "raster":
@@ -56,5 +56,4 @@ def display_gray(entry) -> np.ndarray:
             gray = None  # let the viewer's decoder report the problem in its words
         if gray is not None:
             return to_display_gray(gray)
-        return to_display_gray(render_display(decode_image(entry)))
     return to_display_gray(decode_display_levels(entry))

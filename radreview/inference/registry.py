@@ -90,14 +90,13 @@ def default_model_dirs() -> list[Path]:
 
 def check_model_file(path: str | Path) -> ModelFile:
     """Load and check one file; raise :class:`ModelCardError` naming the file and the problem."""
-    from radreview.inference.onnx_file import read_onnx_summary
     from radreview.studies.fileaccess import not_regular_reason
 
     path = Path(path)
     reason = not_regular_reason(path)  # a FIFO named .onnx would block the read forever
     if reason:
         raise ModelCardError(f"{path}: model file not found" if reason.startswith("file not found") else f"{path}: {reason}")
-    summary = read_onnx_file(path, read_onnx_summary)
+    summary = read_onnx_file(path)
     card = card_from_metadata(summary.metadata, summary.graph_sha256, path)
     _check_signature(summary, card, path)
     _check_precision(summary, card, path)

@@ -100,9 +100,9 @@ def _captures(study_id, records, sources, out_dir, style, out) -> list[Path]:
         source = usable.get(f"{record.image_id} ({record.path.name})")
         if source is None or source.presentation.in_scope is False:
             continue  # an image outside the models' scope gets no heatmap shown as an answer
-        labels = [lab for lab in record.result.labels
-                  if lab.cam is not None and shows_heatmap(lab) and style.legend(lab).drawn]
-        if not labels:
+        drawn = [(lab, legend) for lab in record.result.labels
+                 if lab.cam is not None and shows_heatmap(lab) and (legend := style.legend(lab)).drawn]
+        if not drawn:
             continue
         try:
             gray = _gray(record)
@@ -111,11 +111,11 @@ def _captures(study_id, records, sources, out_dir, style, out) -> list[Path]:
             out.problems.append(f"{record.image_id}: no heatmap capture: {exc}")
             continue
         findings = {(f.model, f.label): f for f in (*source.presentation.findings, *source.presentation.regions)}
-        for label in labels:
+        for label, legend in drawn:
             shown = findings.get((label.model, label.label))
             if shown is not None and not shown.shown:
                 continue  # its model calls the image outside its scope: no heatmap as an answer
-            rgb = overlay_image(gray, label, style)
+            rgb = overlay_image(gray, label, style, legend=legend)
             if rgb is None:
                 continue
             answer = shown.probability_text if shown is not None else f"{label.probability:.3f}"
