@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 import warnings
 from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 
 from radreview import RESEARCH_USE_NOTICE
 from radreview.pacs import AssociationRejected, PacsNode, PacsSettings, PacsUnreachable, SrError
@@ -179,6 +181,37 @@ def test_listener_rejects_a_wrong_called_ae_title(tmp_path) -> None:
         with pytest.raises(AssociationRejected, match=r"THEIRS@127\.0\.0\.1.*rejected.*Called AE title not recognised"):
             echo(PacsNode("", "THEIRS", "127.0.0.1", listener.port), timeout=5)
         assert echo(PacsNode("", "OURS", "127.0.0.1", listener.port), timeout=5) >= 0
+
+
+def _rejecting_peer(attempts: int) -> tuple[int, threading.Thread]:
+    """A peer that answers each association request with A-ASSOCIATE-RJ (called AE title not
+    recognised) and closes at once, as Orthanc does: the shape that raced in pynetdicom 3.0."""
+    server = socket.create_server(("127.0.0.1", 0))
+    reject = A_ASSOCIATE_RJ()
+    reject.result, reject.source, reject.reason_diagnostic = 0x01, 0x01, 0x07
+
+    def serve() -> None:
+        with server:
+            for _ in range(attempts):
+                connection, _ = server.accept()
+                with connection:
+                    connection.recv(65536)
+                    connection.sendall(reject.encode())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server.getsockname()[1], thread
+
+
+def test_a_rejection_followed_by_a_close_is_a_rejection() -> None:
+    """Every attempt is reported as the rejection it was, never as an abort or as unreachable
+    (CI saw 'accepted the connection but not the association' when the close won the race)."""
+    attempts = 40
+    port, peer = _rejecting_peer(attempts)
+    for _ in range(attempts):
+        with pytest.raises(AssociationRejected, match=r"rejected: Called AE title not recognised \(is 'WRONG'"):
+            echo(PacsNode("", "WRONG", "127.0.0.1", port), timeout=5)
+    peer.join(timeout=10)
 
 
 def test_sr_refuses_images_without_uids(tmp_path) -> None:

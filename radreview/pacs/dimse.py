@@ -10,8 +10,9 @@ import logging
 import socket
 from collections.abc import Sequence
 
-from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, build_context, build_role
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, build_context, build_role, evt
 from pynetdicom.association import Association
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.status import code_to_category
 
@@ -102,9 +103,11 @@ def unreachable_reason(host: str, port: int, timeout: float) -> str:
 def associate(ae: AE, node: PacsNode, ext_neg: Sequence | None = None, evt_handlers: Sequence | None = None,
               what: str = "") -> Association:
     """Open an association with ``node`` or raise PacsUnreachable / AssociationRejected."""
+    rejections: list = []
+    handlers = [*(evt_handlers or []), (evt.EVT_PDU_RECV, lambda event: _keep_rejection(event, rejections))]
     try:
         assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, ext_neg=list(ext_neg or []) or None,
-                             evt_handlers=list(evt_handlers or []) or None)
+                             evt_handlers=handlers)
     except OSError:  # e.g. the host name does not resolve
         raise PacsUnreachable(node.label, unreachable_reason(node.host, node.port, ae.connection_timeout or 5.0)) from None
     if assoc.is_established:
@@ -113,15 +116,30 @@ def associate(ae: AE, node: PacsNode, ext_neg: Sequence | None = None, evt_handl
             raise OperationFailed(node.label, f"does not offer {_service_name(what)}")
         return assoc
     if assoc.is_rejected:
-        primitive = assoc.acceptor.primitive
-        reason = primitive.reason_str if primitive is not None else "no reason given"
-        hint = ""
-        if primitive is not None and primitive.result_source == 1 and primitive.diagnostic == 7:
-            hint = f" (is {node.ae_title!r} the PACS's AE title?)"
-        elif primitive is not None and primitive.result_source == 1 and primitive.diagnostic == 3:
-            hint = f" (the PACS does not know our AE title {ae.ae_title!r}: ask for it to be registered)"
-        raise AssociationRejected(node.label, f"association rejected: {reason}{hint}")
+        raise AssociationRejected(node.label, rejection_message(assoc.acceptor.primitive, node, ae))
+    if rejections:
+        # pynetdicom 3.0 races here: when the peer rejects and closes the connection before the
+        # requesting thread looks at the socket, the association is marked aborted although the
+        # A-ASSOCIATE-RJ arrived (seen with Orthanc under load, about 1 in 13 attempts).
+        raise AssociationRejected(node.label, rejection_message(rejections[0].to_primitive(), node, ae))
     raise PacsUnreachable(node.label, unreachable_reason(node.host, node.port, ae.connection_timeout or CONNECT_TIMEOUT))
+
+
+def _keep_rejection(event, rejections: list) -> None:
+    """Keep an A-ASSOCIATE-RJ PDU as it arrives (see ``associate``)."""
+    if isinstance(event.pdu, A_ASSOCIATE_RJ):
+        rejections.append(event.pdu)
+
+
+def rejection_message(primitive, node: PacsNode, ae: AE) -> str:
+    """What a rejection says, with a hint for the two AE title mistakes a user can fix."""
+    reason = primitive.reason_str if primitive is not None else "no reason given"
+    hint = ""
+    if primitive is not None and primitive.result_source == 1 and primitive.diagnostic == 7:
+        hint = f" (is {node.ae_title!r} the PACS's AE title?)"
+    elif primitive is not None and primitive.result_source == 1 and primitive.diagnostic == 3:
+        hint = f" (the PACS does not know our AE title {ae.ae_title!r}: ask for it to be registered)"
+    return f"association rejected: {reason}{hint}"
 
 
 def _service_name(uid: str) -> str:
