@@ -70,6 +70,7 @@ def _local_dicom_files() -> list[Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Expected explicit VR, but found implicit VR")  # pydicom on a mislabelled test file
 def test_dicom_display_levels_are_the_viewer_s_first_display_on_every_local_dicom():
     """The batch path's DICOM decoding (no float copy) gives bit for bit what the viewer shows,
     and fails with the viewer's own message where the viewer's decoder fails."""
