@@ -128,6 +128,9 @@ def test_show_findings_anyway_reveals_them_marked_outside_scope(qtbot, window, p
     for row in rows:
         assert row[2].startswith("outside scope (cut-offs: ")  # marked, with what its cut-offs say
         assert row[3] == "possible ≥ 0.3 · likely ≥ 0.6"
+    # the longer tier wraps: the Cut-offs column keeps a readable share of the panel (no scrolling)
+    header = panel.table.horizontalHeader()
+    assert panel.table.viewport().width() - header.sectionViewportPosition(3) >= 0.25 * panel.table.viewport().width()
     assert panel.table.item(0, 0).font().italic()
     assert panel.verdict_label.text() == OUT_OF_SCOPE_MESSAGE  # revealed findings are still no answer
     # the heatmap of the top finding appears only now, marked in the panel and on the image
@@ -151,6 +154,22 @@ def test_revealing_does_not_carry_over_to_the_next_image(qtbot, window, pictures
         window.show_entry(noise)
     assert panel.result.in_scope is False and not panel.revealed
     assert panel.table.rowCount() == 0 and not panel.overlay.is_shown()
+
+
+def test_each_image_opens_on_its_own_top_finding(qtbot, window, pictures):
+    """A label picked on one image does not carry over: under a "Positive: Fractured" verdict the
+    next image shows the fracture heatmap, not an empty map of the label picked before."""
+    panel = show(qtbot, window, pictures["inside"])
+    panel.select_label("scoped/hardware")
+    assert panel.selected == "scoped/hardware"
+    window.open_paths([str(pictures["inside2"])])
+    qtbot.waitUntil(lambda: len(window.index.images()) == 2, timeout=20000)
+    other = next(e for e in window.index.images() if e.path == pictures["inside2"])
+    with qtbot.waitSignal(panel.results_shown, timeout=20000):
+        window.show_entry(other)
+    top = panel.presentation.shown_findings[0]
+    assert panel.selected == top.key and panel.table.item(0, 0).isSelected()
+    assert panel.heatmap_label.text().startswith(top.display_name)
 
 
 def test_in_scope_image_shows_tiers_and_the_heatmap_on_the_card_s_span(qtbot, window, pictures):

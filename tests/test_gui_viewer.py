@@ -670,6 +670,27 @@ def test_colour_image_shows_rgb_and_ignores_window_drag(qtbot, window, tmp_path)
     assert view.pixel_text(view.image_group.mapToScene(QPointF(70.5, 50.5))) == "x 70  y 50   RGB 70,0,200"
 
 
+def test_pixel_value_shows_a_rescale_unit_but_not_unspecified(qtbot, window, tmp_path, pydicom_data_file) -> None:
+    """Rescale Type "US" is DICOM's "unspecified": no unit after the value (it read as ultrasound)."""
+    units = {"US": "", "OD": " OD"}
+    for rescale_type in units:
+        ds = pydicom.dcmread(pydicom_data_file("RG3_UNCR.dcm"))
+        ds.RescaleType = rescale_type
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()  # two images
+        ds.save_as(tmp_path / f"rg3_{rescale_type}.dcm")
+    open_and_wait(qtbot, window, [tmp_path])
+    seen = set()
+    for entry in window.index.images():
+        window.show_entry(entry)
+        wait_idle(qtbot, window)
+        view = window.active_view()
+        suffix = units[view.decoded.rescale_type]
+        seen.add(view.decoded.rescale_type)
+        text = view.pixel_text(view.image_group.mapToScene(QPointF(100.5, 200.5)))
+        assert text == f"x 100  y 200   value {view.decoded.pixels[200, 100]:g}{suffix}"
+    assert seen == set(units)  # both images were shown
+
+
 def test_opening_the_same_folder_twice_adds_nothing(qtbot, window, multiview_dir) -> None:
     open_and_wait(qtbot, window, [multiview_dir])
     shown = window.current

@@ -95,6 +95,12 @@ def test_entry_fields_and_header_panels(pydicom_data_file):
     assert ("(0028,1050)", "WindowCenter", "15000") in rows
 
 
+def test_header_summary_takes_the_series_laterality_when_the_image_has_none(pydicom_data_file):
+    """RG3 stores Laterality (0020,0060) = R at series level only: the side is still in the summary."""
+    [entry] = index_paths([pydicom_data_file("RG3_UNCR.dcm")]).images()
+    assert key_attributes(entry)["Laterality"] == "R"
+
+
 def test_imager_pixel_spacing_is_used_when_pixel_spacing_is_absent(tmp_path, pydicom_data_file):
     ds = pydicom.dcmread(pydicom_data_file("RG3_UNCR.dcm"))
     ds.ImagerPixelSpacing = [0.1, 0.12]

@@ -80,6 +80,40 @@ REVEAL_TEXT = "Show findings anyway"
 HIDE_TEXT = "Hide out-of-scope findings"
 
 
+class FindingsTable(QTableWidget):
+    """The findings table: every column readable in a narrow dock, the cut-offs never pushed out.
+
+    Finding and tier take their text's width up to a share of the table, wrapping beyond it (a revealed "outside scope (cut-offs: possible)" is long); the cut-offs (or why there
+    are none) take the rest and wrap: visible, not a tooltip. No horizontal scrolling.
+    """
+
+    SHARES = (0.32, 1.0, 0.25)  # the most each of the first three columns may take (a probability is short)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(0, len(COLUMNS), parent)
+        self.setHorizontalHeaderLabels(list(COLUMNS))
+        self.verticalHeader().setVisible(False)
+        header = self.horizontalHeader()
+        for column in range(len(COLUMNS) - 1):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
+        self.setWordWrap(True)
+        self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def fit_columns(self) -> None:
+        width = self.viewport().width()
+        header = self.horizontalHeader()
+        for column, share in enumerate(self.SHARES):
+            wanted = max(self.sizeHintForColumn(column), header.sectionSizeHint(column))
+            header.resizeSection(column, min(wanted, int(width * share)))
+        self.resizeRowsToContents()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        super().resizeEvent(event)
+        self.fit_columns()
+
+
 class AiPanel(QWidget):
     """Signals: ``results_shown(ImageResult)`` once the lines, table and heatmap are filled."""
 
@@ -151,18 +185,10 @@ class AiPanel(QWidget):
         self.error.setStyleSheet("color: #d9534f;")
         self.error.hide()
 
-        self.table = QTableWidget(0, len(COLUMNS), self)
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.verticalHeader().setVisible(False)
+        self.table = FindingsTable(self)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
-        header = self.table.horizontalHeader()
-        for column in range(len(COLUMNS) - 1):  # finding, probability and tier always readable
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
-        # the cut-offs (or why there are none) take the rest of the width and wrap: visible, not a tooltip
-        header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
-        self.table.setWordWrap(True)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
@@ -302,6 +328,9 @@ class AiPanel(QWidget):
         self.result = None
         self.presentation = None
         self.revealed = False
+        # each image opens on its own most important finding: a label picked on the last image
+        # would leave a fracture-positive one without a heatmap under a "Positive" verdict
+        self.selected = None
         self.reveal_button.blockSignals(True)
         self.reveal_button.setChecked(False)
         self.reveal_button.setText(REVEAL_TEXT)
@@ -362,6 +391,7 @@ class AiPanel(QWidget):
         self.table.setRowCount(len(rows))
         for row, finding in enumerate(rows):
             self._fill_row(row, finding)
+        self.table.fit_columns()
         keys = [f.key for f in rows]
         wanted = self.selected if self.selected in keys else (keys[0] if keys else None)
         self.table.clearSelection()

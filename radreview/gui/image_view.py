@@ -470,7 +470,8 @@ class ImageView(pg.GraphicsView):
         if isinstance(value, tuple):
             shown = "RGB " + ",".join(str(v) for v in value)
         else:
-            unit = f" {self.decoded.rescale_type}" if self.decoded.rescale_type else ""
+            # Rescale Type "US" means unspecified, not a unit (it would read as ultrasound)
+            unit = f" {self.decoded.rescale_type}" if self.decoded.rescale_type not in ("", "US") else ""
             shown = f"value {value:g}{unit}"
         return f"x {col}  y {row}   {shown}"
 

@@ -39,6 +39,10 @@ KEY_ATTRIBUTES: tuple[tuple[str, str], ...] = (
 )
 
 
+# Image-level attributes a file may carry only at series level, as the pane caption reads them.
+SERIES_FALLBACKS = {"ImageLaterality": "Laterality"}
+
+
 def header_attributes(entry: ImageEntry) -> list[tuple[str, str, str]]:
     """Every header element as (tag "(gggg,eeee)", keyword, value text), sequences flattened.
 
@@ -68,6 +72,8 @@ def key_attributes(entry: ImageEntry) -> dict[str, str]:
     out: dict[str, str] = {}
     for keyword, label in KEY_ATTRIBUTES:
         value = ds.get(keyword)
+        if value in (None, "") and keyword in SERIES_FALLBACKS:  # e.g. only the series' Laterality
+            value = ds.get(SERIES_FALLBACKS[keyword])
         if value not in (None, ""):
             out[label] = _text(value)
     out["Size"] = f"{entry.columns} x {entry.rows}"
