@@ -229,3 +229,23 @@ def test_predict_csv_with_its_key_gives_probabilities_only(predicted, models, tm
     outputs = Coordinator(db).ai_outputs()
     assert len(outputs) == 6 and not any(o.with_results for o in outputs)
     db.close()
+
+
+def test_the_ai_call_in_the_statistics_is_the_tier_readers_were_shown(predicted, tmp_path) -> None:
+    """Readers see "Positive" for a likely tier whatever the study threshold: the AI's operating
+    point and the agreement with the AI count that call, not probability x 100 >= threshold."""
+    from radreview.readerstudy.stats import ai_call, compute_statistics
+
+    assert (ai_call(0.49, "likely", 50), ai_call(0.55, "below", 50)) == (1, 0)
+    assert (ai_call(0.2, "possible", 15), ai_call(0.2, "possible", 50), ai_call(0.7, "", 50)) == (1, 0, 1)
+    db_path = tmp_path / "study.sqlite"
+    assert create(predicted, db_path, "--ai", str(predicted / "predictions.json"), "--threshold", "99.9") == 0
+    db = open_database(db_path, must_exist=True)
+    coordinator = Coordinator(db)
+    truth = {c.code: c.truth for c in coordinator.cases()}
+    outputs = [o for o in coordinator.ai_outputs()]
+    assert all(o.probability * 100 < 99.9 for o in outputs if o.tier == "likely")  # the threshold alone says no
+    [ai] = [f for f in compute_statistics(coordinator).readers if f.is_ai]
+    expected_tp = sum(1 for o in outputs if truth[o.case] == 1 and o.tier == "likely")
+    assert expected_tp > 0 and ai.operating_point.counts.tp == expected_tp
+    db.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from radreview.readerstudy.db import open_database
 from radreview.readerstudy.reading import CaseView, ReaderSession, WashoutPending, sign_in
+from radreview.readerstudy.stats import ai_call
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def scripted_answer(reader: str, view: CaseView, unaided_confidence: dict[str, f
 
     Unaided: the confidence from ``unaided_confidence`` (an answer key) or a hash of reader and case.
     Aided: that confidence moved towards the AI shown by ``ai_weight``; agreement is whether the
-    decision matches the AI's shown call at 50. Where the AI calls the case outside its scope it
+    decision matches the AI's call as shown (its tier; without one, its probability at 50). Where the AI calls the case outside its scope it
     shows no answer: the reader keeps their own confidence and gives no agreement.
     """
     # Whole numbers, as a reader sets them in the reading window's spin box.
@@ -59,7 +60,7 @@ def scripted_answer(reader: str, view: CaseView, unaided_confidence: dict[str, f
         confidence = float(round((1.0 - ai_weight) * own + ai_weight * ai))
     decision = int(confidence >= 50.0)
     if shown:
-        agreement = "agree" if decision == int(view.ai[0].probability * 100.0 >= 50.0) else "disagree"
+        agreement = "agree" if decision == ai_call(view.ai[0].probability, view.ai[0].tier, 50.0) else "disagree"
     rating = 1 + min(4, int(confidence // 20))
     return Answer(decision, confidence, rating, agreement, f"scripted {view.phase}")
 

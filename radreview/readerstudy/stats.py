@@ -7,9 +7,11 @@ shrinks them; the notes say so and how many reads were left out):
   the study has no 0-100 scale; the AI's score is its real (not sham) probability. Where DeLong is
   unreliable (fewer than 10 positive or negative cases, or an AUC of 0 or 1) the interval shown is
   the conservative one of :mod:`radreview.metrics.small_sample`, and the figure is flagged;
-- sensitivity and specificity of the reader's explicit decision, and of the AI at the study
-  threshold (probability x 100 >= threshold): Wilson CIs, or exact Clopper-Pearson ones where the
-  normal approximation fails (fewer than 5 successes or failures);
+- sensitivity and specificity of the reader's explicit decision, and of the AI's call as the
+  reading window words it (``ai_call``: tier "likely" positive, "below" negative; the "possible"
+  tier and outputs without cut-offs at the study threshold, probability x 100 >= threshold):
+  Wilson CIs, or exact Clopper-Pearson ones where the normal approximation fails (fewer than 5
+  successes or failures);
 - Cohen's kappa of the decision against the truth and against the AI's call *as shown* (on sham
   cases the altered output; in the unaided modality the output that would have been shown), and
   the rate of agreement with that call, over the cases where the AI showed a call (not the cases
@@ -145,6 +147,17 @@ class StudyStatistics:
         })
 
 
+def ai_call(probability: float, tier: str | None, threshold: float) -> int:
+    """The AI's yes/no call as readers saw it: its tier where it showed one ("likely", shown as
+    *Positive*: 1; "below" its cut-off, *Negative*: 0), else its probability at the study threshold
+    (0-100): the "possible" tier (*Doubt*) and outputs without cut-offs."""
+    if tier == "likely":
+        return 1
+    if tier == "below":
+        return 0
+    return int(probability * 100.0 >= threshold)
+
+
 def compute_statistics(coordinator: Coordinator, confidence: float = 0.95) -> StudyStatistics:
     """All the figures of the study from the latest revision of every read."""
     design = coordinator.design()
@@ -162,7 +175,7 @@ def compute_statistics(coordinator: Coordinator, confidence: float = 0.95) -> St
                 if o.in_scope is False:
                     out_of_scope.add(o.case)
                 else:
-                    shown_call[o.case] = int(o.shown_probability * 100.0 >= threshold)
+                    shown_call[o.case] = ai_call(o.shown_probability, o.shown_tier, threshold)
                 if o.sham:
                     sham_cases.add(o.case)
     reads = coordinator.reads()
@@ -187,7 +200,7 @@ def compute_statistics(coordinator: Coordinator, confidence: float = 0.95) -> St
         mine = [o for o in outputs if o.model == model and o.case in used]
         y = [cases[o.case].truth for o in mine]
         probs = [o.probability for o in mine]
-        calls = [int(p * 100.0 >= threshold) for p in probs]
+        calls = [ai_call(o.probability, o.tier, threshold) for o in mine]
         if len(set(y)) < 2:
             notes.append(f"AI {model}: the cases need both truths for an AUC")
             continue
@@ -198,7 +211,7 @@ def compute_statistics(coordinator: Coordinator, confidence: float = 0.95) -> St
                          "agreement with the AI")
         figures.append(_with_small_sample_intervals(ReaderFigures(
             reader=model, modality=AI_MODALITY, is_ai=True, n_cases=len(mine),
-            auc=auc_ci(y, probs, confidence), operating_point=operating_point(y, [p * 100 for p in probs], threshold, confidence),
+            auc=auc_ci(y, probs, confidence), operating_point=operating_point(y, calls, 0.5, confidence),
             kappa_truth=cohen_kappa(calls, y, categories=[0, 1], confidence=confidence),
             kappa_ai=None, agreement_with_ai=None, roc_scores=(y, probs),
         ), confidence))
