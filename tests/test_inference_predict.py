@@ -83,6 +83,22 @@ def test_study_rows_are_the_mean_of_their_images(inputs, model_dir, tmp_path):
         assert float(study["probability"]) == pytest.approx(np.mean(views), abs=1e-5)
 
 
+def test_predict_json_names_unusable_files_only_by_id_without_identifiers(inputs, model_dir, tmp_path):
+    """A file name often carries the patient's name: the problems list gives an ID and the file's
+    type, and the key (written only on request) maps the ID back to the file."""
+    named = tmp_path / "DOE_JOHN_MRN4455.dcm"
+    named.write_bytes((inputs / "corrupt.dcm").read_bytes())
+    out, key = tmp_path / "results.json", tmp_path / "key.csv"
+    assert main(["predict", str(inputs / "RG3_UNCR.dcm"), str(named), "--models", str(model_dir),
+                 "--out", str(out), "--key", str(key), "--quiet"]) == 0
+    text = out.read_text()
+    assert "DOE" not in text and "MRN4455" not in text
+    [problem] = json.loads(text)["problems"]
+    assert problem["problem_id"] == "P0001" and problem["file_type"] == ".dcm" and problem["reason"]
+    key_rows = {row["image_id"]: row["path"] for row in csv.DictReader(key.open(encoding="utf-8"))}
+    assert Path(key_rows["P0001"]) == named.resolve() and "S00001-I001" in key_rows
+
+
 def test_predict_json_with_identifiers_and_cams(inputs, model_dir, tmp_path):
     out = tmp_path / "results.json"
     cams = tmp_path / "cams"
@@ -95,7 +111,7 @@ def test_predict_json_with_identifiers_and_cams(inputs, model_dir, tmp_path):
     assert all(len(m["weights_sha256"]) == 64 for m in document["models"])
     assert document["images"][0]["path"].endswith("RG3_UNCR.dcm")
     assert document["images"][0]["sop_instance_uid"]
-    assert [Path(p["file"]).name for p in document["problems"]] == ["corrupt.dcm"]
+    assert [(p["problem_id"], Path(p["file"]).name) for p in document["problems"]] == [("P0001", "corrupt.dcm")]
     written = sorted(cams.glob("*.png"))
     assert len(written) == 5  # four region labels and the fracture label
     with Image.open(written[0]) as overlay:

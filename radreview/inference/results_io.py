@@ -197,7 +197,7 @@ def write_json(path: str | Path, result: BatchResult, engine: Engine, identifier
                     "calibrated": m.calibrated} for m in engine.models],
         "images": [r for r in all_rows if r["level"] == "image"],
         "studies": [r for r in all_rows if r["level"] == "study"],
-        "problems": [{"file": str(p) if identifiers else p.name, "reason": reason} for p, reason in result.problems],
+        "problems": problem_rows(result, identifiers),
         "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
         "wall_seconds": round(result.wall_seconds, 3),
         "cancelled": result.cancelled,
@@ -230,17 +230,40 @@ def image_results_section(result: BatchResult, identifiers: bool, results_path: 
 KEY_COLUMNS = ["image_id", "study_id", "path"]
 
 
+def problem_id(number: int) -> str:
+    """The pseudonymous ID of the ``number``-th file that could not be used (P0001, ...)."""
+    return f"P{number:04d}"
+
+
+def problem_rows(result: BatchResult, identifiers: bool = False) -> list[dict[str, Any]]:
+    """The files that could not be used, each with its reason. Without identifiers a file is a
+    pseudonymous ID and its type (file names often carry patient names); the key file maps the
+    ID back to the file."""
+    out = []
+    for number, (path, reason) in enumerate(result.problems, start=1):
+        path = Path(path)
+        row: dict[str, Any] = {"problem_id": problem_id(number)}
+        row.update({"file": str(path)} if identifiers else {"file_type": path.suffix.lower() or "file"})
+        row["reason"] = _reason(reason, path, identifiers).replace(path.name, path.suffix or "file") \
+            if not identifiers else reason
+        out.append(row)
+    return out
+
+
 def write_key(path: str | Path, result: BatchResult) -> None:
     """The pseudonymous image IDs and the files they stand for (CSV: image_id, study_id, path).
 
     It holds file paths, which often carry patient names or accession numbers: keep it with the
-    identifiable data, never with the shared results.
+    identifiable data, never with the shared results. Files that could not be used follow, as
+    their problem IDs (P0001, ...) with no study.
     """
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = SafeWriter(handle)
         writer.writerow(KEY_COLUMNS)
         for record in result.images:
             writer.writerow([record.image_id, record.study_id, str(Path(record.path).resolve())])
+        for number, (path, _) in enumerate(result.problems, start=1):  # files that could not be used
+            writer.writerow([problem_id(number), "", str(Path(path).resolve())])
 
 
 def write_results(path: str | Path, result: BatchResult, engine: Engine, identifiers: bool = False,
