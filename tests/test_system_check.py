@@ -140,17 +140,18 @@ def test_a_file_that_is_not_elf_is_refused(tmp_path: Path) -> None:
 
 
 @linux_only
-def test_the_viewer_command_stops_before_qt_without_a_display() -> None:
+def test_the_window_commands_stop_before_qt_without_a_display() -> None:
     """The real start-up path, end to end: with xcb asked for and no display, radreview says why
     and exits 1 (missing libraries or no display, whichever this machine has) instead of Qt
     aborting the interpreter."""
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "XDG_SESSION_TYPE")}
     env.update(QT_QPA_PLATFORM="xcb", PYTHONPATH=str(REPO_ROOT))
-    result = subprocess.run([sys.executable, "-c", "import sys; from radreview.cli import main; sys.exit(main([]))"],
-                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1, result.stderr
-    assert "radreview cannot open its window" in result.stderr
-    assert "Could not load the Qt platform plugin" not in result.stderr
+    for argv in ([], ["study", "read", "--db", "no-such-study.sqlite"]):  # the viewer and the reading window
+        result = subprocess.run([sys.executable, "-c", f"import sys; from radreview.cli import main; sys.exit(main({argv!r}))"],
+                                cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1, (argv, result.stderr)
+        assert "radreview cannot open its window" in result.stderr
+        assert "Could not load the Qt platform plugin" not in result.stderr
 
 
 def test_make_run_checks_the_system_before_installing_or_starting() -> None:

@@ -296,6 +296,12 @@ def _report(db, args) -> int:  # type: ignore[no-untyped-def]
 
 
 def _read(args) -> int:  # type: ignore[no-untyped-def]
+    # As the viewer: a missing display or xcb library is named with its fix, not a Qt abort.
+    from radreview.system_check import ensure_qt_can_start
+
+    status = ensure_qt_can_start()
+    if status:
+        return status
     from radreview.gui.reading.app import run_reading_app
 
     return run_reading_app(args.db, args.study, args.reader)

@@ -50,6 +50,22 @@ def application() -> QApplication:
     return app  # type: ignore[return-value]
 
 
+SIGNAL_WAKE_MS = 250
+
+
+def let_signal_handlers_run(app: QApplication, interval_ms: int = SIGNAL_WAKE_MS) -> QTimer:
+    """Wake the event loop every ``interval_ms`` so that Python's signal handlers run.
+
+    CPython runs a handler (SIGTERM and SIGHUP: radreview.studies.archives; SIGINT) only between
+    bytecodes; while Qt's loop waits for events no Python code runs, so ``kill`` would not end an
+    idle window (a reader's session survived logout).
+    """
+    timer = QTimer(app)
+    timer.timeout.connect(lambda: None)
+    timer.start(interval_ms)
+    return timer
+
+
 def run_viewer(
     paths: Sequence[str | Path] = (),
     screenshot: str | Path | None = None,
@@ -64,6 +80,7 @@ def run_viewer(
     from radreview.gui.main_window import MainWindow
 
     app = application()
+    let_signal_handlers_run(app)
     window = MainWindow(save_on_close=not (screenshot or smoke_test))
     if geometry:
         window.resize(*geometry)

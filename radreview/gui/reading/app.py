@@ -8,6 +8,7 @@ from collections.abc import Callable
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QWidget
 
+from radreview.gui.app import let_signal_handlers_run
 from radreview.gui.reading.sign_in import SignInDialog
 from radreview.gui.reading.window import ReadingWindow
 from radreview.readerstudy.db import DatabaseError, open_database
@@ -52,6 +53,7 @@ def open_reading_window(db_target: str, study: str | None = None, reader: str | 
 def run_reading_app(db_target: str, study: str | None = None, reader: str | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("radreview reader study")
+    let_signal_handlers_run(app)  # `kill` and logout end the session (every saved read is in the database)
     try:
         db = open_database(db_target, must_exist=True)
         name = study_name(db, study)
