@@ -140,7 +140,33 @@ def test_cli_reports_bad_input_clearly(tmp_path, capsys) -> None:
     assert main(["study", "export", "--db", str(tmp_path / "absent.db"), "--out", str(tmp_path)]) == 2
     assert "no study database" in capsys.readouterr().err and not (tmp_path / "absent.db").exists()
     bad = tmp_path / "cases.csv"
-    bad.write_text("case_id,images,truth\nA,a.png,1\n")
+    bad.write_text("case_id,images,truth\nA,a.png,1\nB,b.png;missing.jpg,0\n")
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "b.png").write_bytes(b"")
+    assert main(["study", "create", "--db", str(tmp_path / "s.db"), "--name", "x", "--cases", str(bad),
+                 "--mode", "unaided"]) == 2  # readers would meet the missing image mid-study
+    assert f"1 image file(s) not found: case 'B': {tmp_path / 'missing.jpg'}" in capsys.readouterr().err
+    assert not (tmp_path / "s.db").exists()
+    (tmp_path / "missing.jpg").write_bytes(b"")
     assert main(["study", "create", "--db", str(tmp_path / "s.db"), "--name", "x", "--cases", str(bad),
                  "--mode", "aided"]) == 2
     assert "shows the AI" in capsys.readouterr().err
+
+
+def test_add_reader_without_a_terminal_names_the_variable_to_set(tmp_path, capsys, monkeypatch) -> None:
+    """A script with no PIN variable and nothing to type into gets a message, not a traceback."""
+    import getpass
+
+    (tmp_path / "a.png").write_bytes(b"")
+    cases = tmp_path / "cases.csv"
+    cases.write_text("case_id,images,truth\nA,a.png,1\n")
+    db = tmp_path / "s.db"
+    assert main(["study", "create", "--db", str(db), "--name", "x", "--cases", str(cases), "--mode", "unaided"]) == 0
+    monkeypatch.delenv("RADREVIEW_READER_PIN", raising=False)
+
+    def no_terminal(prompt: str = "") -> str:
+        raise EOFError
+
+    monkeypatch.setattr(getpass, "getpass", no_terminal)
+    assert main(["study", "add-reader", "--db", str(db), "--reader", "R1"]) == 2
+    assert "no terminal to type it in: set RADREVIEW_READER_PIN instead" in capsys.readouterr().err

@@ -141,10 +141,17 @@ def _create(args) -> int:  # type: ignore[no-untyped-def]
     a failure at any step leaves no study file behind (readerstudy.db.creating_database)."""
     from radreview.readerstudy.ai_inputs import compute_ai_outputs, model_arguments
     from radreview.readerstudy.db import creating_database
-    from radreview.readerstudy.design import StudyDesign, create_study, read_ai_outputs, read_case_list
+    from radreview.readerstudy.design import (
+        StudyDesign,
+        check_case_images,
+        create_study,
+        read_ai_outputs,
+        read_case_list,
+    )
     from radreview.readerstudy.security import SignInPolicy
 
     cases = read_case_list(args.cases)
+    check_case_images(cases, args.cases)
     model_paths, model_names = model_arguments(args.model)
     ai = read_ai_outputs(args.ai, cases, args.ai_label, args.ai_key) if args.ai else []
     if model_paths:
@@ -197,8 +204,8 @@ def _add_reader(db, args) -> int:  # type: ignore[no-untyped-def]
     study_id = study_id_by_name(db, args.study)
     pin = os.environ.get(PIN_ENV)
     if pin is None:
-        pin = getpass.getpass(f"PIN for reader {args.reader}: ")
-        if getpass.getpass("repeat the PIN: ") != pin:
+        pin = _ask_secret(f"PIN for reader {args.reader}: ", PIN_ENV)
+        if _ask_secret("repeat the PIN: ", PIN_ENV) != pin:
             print("radreview study add-reader: the PINs differ", file=sys.stderr)
             return 2
     password = _db_password(db, args) if db.dialect == "postgresql" and not args.db_role else None
@@ -214,10 +221,19 @@ def _db_password(db, args) -> str:  # type: ignore[no-untyped-def]
     authenticates the role another way, e.g. certificates or LDAP)."""
     password = os.environ.get(DB_PASSWORD_ENV)
     if password is None:
-        password = getpass.getpass(f"database password for reader {args.reader}'s role (empty: none): ")
-        if password and getpass.getpass("repeat the database password: ") != password:
+        password = _ask_secret(f"database password for reader {args.reader}'s role (empty: none): ", DB_PASSWORD_ENV)
+        if password and _ask_secret("repeat the database password: ", DB_PASSWORD_ENV) != password:
             raise OSError("the database passwords differ")
     return password
+
+
+def _ask_secret(prompt: str, variable: str) -> str:
+    """A secret typed at the terminal; without one (input closed, e.g. in a script) a clear error
+    that names the environment variable to set instead."""
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        raise OSError(f"no terminal to type it in: set {variable} instead") from None
 
 
 def _print_role(db, study_id: int, reader: str) -> None:  # type: ignore[no-untyped-def]

@@ -155,6 +155,16 @@ def parse_truth(value: str, where: str) -> int:
     raise StudyDesignError(f"{where}: truth {value!r} is not 0/1, yes/no, positive/negative")
 
 
+def check_case_images(cases: list[CaseSpec], where: str | Path) -> None:
+    """Refuse a case list whose images are not there now: readers would meet a missing image in
+    the middle of the study (the first few are named, with their case)."""
+    missing = [(case.source_id, image) for case in cases for image in case.images if not Path(image).is_file()]
+    if missing:
+        named = "; ".join(f"case {case!r}: {image}" for case, image in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise StudyDesignError(f"{where}: {len(missing)} image file(s) not found: {named}{more}")
+
+
 def read_case_list(path: str | Path) -> list[CaseSpec]:
     """Read the case CSV: ``case_id``, images, ``truth`` and optional ``side``, ``region``.
 
