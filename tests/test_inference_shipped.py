@@ -183,7 +183,7 @@ def test_predict_heatmap_files_draw_what_the_viewer_draws(tmp_path):
     from radreview.inference.batch import OverlayStyle, display_base, predict_paths
     from radreview.inference.heatmap_files import DEFLATE, overlay
     from radreview.inference.preprocess import cam_to_image
-    from radreview.inference.presentation import present_heatmap
+    from radreview.inference.presentation import TIER_WORDS, present_heatmap
 
     assert DEFLATE == "isal"  # the project's dependency; zlib is only the fallback
     engine = _shipped_engine()
@@ -207,6 +207,8 @@ def test_predict_heatmap_files_draw_what_the_viewer_draws(tmp_path):
             with Image.open(io.BytesIO((cams / name).read_bytes())) as image:
                 assert np.array_equal(np.asarray(image), expected), name
                 assert f"({legend.span_text})" in image.text["Description"]
+                # the tier in the presentation's words ("no tier" for a label without cut-offs)
+                assert f"({TIER_WORDS[label.tier]})" in image.text["Description"]
     assert spans  # the fracture label's span (7.61 logits) comes from the card, not the old fixed 24
     style = OverlayStyle(span=24.0)
     assert style.legend(record.result.labels[0]).span_source == "user"

@@ -27,7 +27,7 @@ from radreview.inference.engine import REGION_TASK, Engine, ImageResult, Prepare
 from radreview.inference.fast_decode import display_gray
 from radreview.inference.heatmap_files import encode, overlay
 from radreview.inference.preprocess import cam_to_image, display_shape
-from radreview.inference.presentation import HeatmapLegend, present_heatmap
+from radreview.inference.presentation import TIER_WORDS, HeatmapLegend, format_probability, present_heatmap
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -205,7 +205,8 @@ def _write_cams(image_id: str, result: ImageResult, gray: np.ndarray, cam_dir: P
         rgb = overlay_image(gray, label, style, base, legend)
         path = heatmap_path(cam_dir, image_id, label.model, label.label, "jpg" if fmt == "jpeg" else fmt)
         text = {"Description": f"{legend.title} heatmap, {label.model} {label.version}, "
-                               f"p={label.probability:.3f} ({label.tier}); {legend.mode} scale"
+                               f"p {format_probability(label.probability)} ({TIER_WORDS.get(label.tier, label.tier)}); "
+                               f"{legend.mode} scale"
                                + (f" ({legend.span_text})" if legend.mode == "absolute" else "")
                                + (f"; {legend.note}" if legend.note else "") + f". {RESEARCH_USE_NOTICE}",
                 "Software": "radreview"}
