@@ -77,6 +77,8 @@ def test_render_command_survives_a_garbage_jpeg2000_fragment(tmp_path, capsys):
     good = tmp_path / "good.dcm"
     shutil.copy(hostile.testfile("JPEG2000.dcm"), good)
     assert main(["render", str(good), "--out", str(tmp_path / "good.png")]) == 0
+    assert main(["render", str(good), "--out", str(tmp_path / "good.jpg")]) == 2  # PNG bytes under a .jpg name: refused
+    assert not (tmp_path / "good.jpg").exists()
 
 
 @pytest.mark.filterwarnings("ignore:The decoded RLE segment contains non-conformant padding")  # pydicom's note

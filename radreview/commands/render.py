@@ -28,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from radreview.studies import StudyLoadError, decode_image, index_paths, render_display
     from radreview.studies.fileaccess import not_regular_reason
 
+    if Path(args.out).suffix.lower() != ".png":  # lossless, bit for bit what the viewer shows
+        print(f"radreview render: {args.out}: the output is a PNG file (name it .png)", file=sys.stderr)
+        return 2
     path = Path(args.file)
     reason = not_regular_reason(path)  # a FIFO or device would block or stream forever
     if reason:
