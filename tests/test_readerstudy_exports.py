@@ -139,6 +139,12 @@ def test_cli_reports_bad_input_clearly(tmp_path, capsys) -> None:
     assert main(["study", "read", "--db", str(missing)]) == 2
     assert main(["study", "export", "--db", str(tmp_path / "absent.db"), "--out", str(tmp_path)]) == 2
     assert "no study database" in capsys.readouterr().err and not (tmp_path / "absent.db").exists()
+    not_a_db = tmp_path / "cases_by_mistake.csv"
+    not_a_db.write_text("a,b\n1,2\n")
+    assert main(["study", "status", "--db", str(not_a_db)]) == 2
+    err = capsys.readouterr().err  # the driver's words, not SQLAlchemy's wrapping and its web link
+    assert "cases_by_mistake.csv: cannot open the study database: file is not a database" in err
+    assert "sqlalche.me" not in err and "Background on this error" not in err
     bad = tmp_path / "cases.csv"
     bad.write_text("case_id,images,truth\nA,a.png,1\nB,b.png;missing.jpg,0\n")
     (tmp_path / "a.png").write_bytes(b"")
@@ -170,3 +176,5 @@ def test_add_reader_without_a_terminal_names_the_variable_to_set(tmp_path, capsy
     monkeypatch.setattr(getpass, "getpass", no_terminal)
     assert main(["study", "add-reader", "--db", str(db), "--reader", "R1"]) == 2
     assert "no terminal to type it in: set RADREVIEW_READER_PIN instead" in capsys.readouterr().err
+    assert main(["study", "export", "--db", str(db), "--out", str(cases)]) == 2  # a file where a folder goes
+    assert f"radreview study export: {cases}: File exists" in capsys.readouterr().err  # not "[Errno 17] ..."

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             return _create(args)
         except (StudyDesignError, DatabaseError, OSError) as exc:
-            print(f"radreview study create: {exc}; nothing was written", file=sys.stderr)
+            print(f"radreview study create: {_message(exc)}; nothing was written", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("radreview study create: interrupted; nothing was written", file=sys.stderr)
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                 "unlock-reader": _unlock_reader, "status": _status, "verify": _verify,
                 "export": _export, "report": _report}[args.study_action](db, args)
     except (StudyDesignError, ExportError, OSError) as exc:
-        print(f"radreview study {args.study_action}: {exc}", file=sys.stderr)
+        print(f"radreview study {args.study_action}: {_message(exc)}", file=sys.stderr)
         return 2
     finally:
         db.close()
@@ -225,6 +225,13 @@ def _db_password(db, args) -> str:  # type: ignore[no-untyped-def]
         if password and _ask_secret("repeat the database password: ", DB_PASSWORD_ENV) != password:
             raise OSError("the database passwords differ")
     return password
+
+
+def _message(exc: BaseException) -> str:
+    """What went wrong, in words: "PATH: File exists" rather than "[Errno 17] File exists: 'PATH'"."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 def _ask_secret(prompt: str, variable: str) -> str:

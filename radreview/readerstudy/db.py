@@ -188,7 +188,7 @@ def open_database(target: str | Path, *, upgrade_schema: bool = True, must_exist
         try:
             engine = create_engine(url, pool_pre_ping=True)
         except Exception as exc:  # a missing driver or a malformed URL
-            raise DatabaseError(f"{_redacted(url)}: {exc}") from exc
+            raise DatabaseError(f"{_redacted(url)}: {driver_reason(exc)}") from exc
     db = Database(url, engine)
     if upgrade_schema:
         try:
@@ -197,8 +197,15 @@ def open_database(target: str | Path, *, upgrade_schema: bool = True, must_exist
             raise
         except Exception as exc:
             engine.dispose()
-            raise DatabaseError(f"{db}: cannot open the study database: {exc}") from exc
+            raise DatabaseError(f"{db}: cannot open the study database: {driver_reason(exc)}") from exc
     return db
+
+
+def driver_reason(exc: BaseException) -> str:
+    """The database driver's own words ("file is not a database"), without SQLAlchemy's wrapping
+    and its link to a web page."""
+    original = getattr(exc, "orig", None)
+    return str(original) if original is not None else str(exc)
 
 
 def _alembic_config(connection):  # type: ignore[no-untyped-def]
