@@ -60,8 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="confidence scale")
     create.add_argument("--mode", choices=("unaided", "aided", "sequential", "crossover"),
                         default="sequential")
-    create.add_argument("--threshold", type=float, default=50.0, help="AI decision threshold on 0-100, where no tier decides: "
-                        "the 'possible' tier and probability-only outputs (a 'likely' tier is positive, 'below' negative)")
+    create.add_argument("--threshold", type=float, default=50.0,
+                        help="AI decision threshold on 0-100, where no tier decides: the 'possible' tier and "
+                             "probability-only outputs (a 'likely' tier is positive, 'below' negative)")
     create.add_argument("--washout-days", type=int, default=0, help="crossover: days between sessions")
     create.add_argument("--sham-share", type=float, default=0.0,
                         help="share of cases whose AI output is replaced by an altered one")

@@ -83,8 +83,9 @@ HIDE_TEXT = "Hide out-of-scope findings"
 class FindingsTable(QTableWidget):
     """The findings table: every column readable in a narrow dock, the cut-offs never pushed out.
 
-    Finding and tier take their text's width up to a share of the table, wrapping beyond it (a revealed "outside scope (cut-offs: possible)" is long); the cut-offs (or why there
-    are none) take the rest and wrap: visible, not a tooltip. No horizontal scrolling.
+    Finding and tier take their text's width up to a share of the table and wrap beyond it (a
+    revealed "outside scope (cut-offs: possible)" is long); the cut-offs (or why there are none)
+    take the rest and wrap: visible, not a tooltip. No horizontal scrolling.
     """
 
     SHARES = (0.32, 1.0, 0.25)  # the most each of the first three columns may take (a probability is short)

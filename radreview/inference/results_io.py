@@ -244,8 +244,9 @@ def problem_rows(result: BatchResult, identifiers: bool = False) -> list[dict[st
         path = Path(path)
         row: dict[str, Any] = {"problem_id": problem_id(number)}
         row.update({"file": str(path)} if identifiers else {"file_type": path.suffix.lower() or "file"})
-        row["reason"] = _reason(reason, path, identifiers).replace(path.name, path.suffix or "file") \
-            if not identifiers else reason
+        # the reason may name the file by its path or by its name alone
+        hidden = _reason(reason, path, False).replace(path.name, path.suffix or "file")
+        row["reason"] = reason if identifiers else hidden
         out.append(row)
     return out
 

@@ -104,7 +104,8 @@ def associate(ae: AE, node: PacsNode, ext_neg: Sequence | None = None, evt_handl
               what: str = "") -> Association:
     """Open an association with ``node`` or raise PacsUnreachable / AssociationRejected."""
     rejections: list = []
-    handlers = [*(evt_handlers or []), (evt.EVT_PDU_RECV, lambda event: _keep_rejection(event, rejections))]
+    handlers = [*(evt_handlers or []),
+                (evt.EVT_PDU_RECV, lambda event: _keep_rejection(event, rejections))]
     try:
         assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, ext_neg=list(ext_neg or []) or None,
                              evt_handlers=handlers)
