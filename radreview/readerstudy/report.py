@@ -122,8 +122,9 @@ def statistics_tables(stats: StudyStatistics) -> list[tuple[str, list[str], list
 def design_lines(design: dict[str, Any], status: list[Any], record: str | None = None) -> list[str]:
     lines = [
         f"Question: {design['question']}",
-        f"Mode: {design['mode']}; confidence scale: {design['confidence_scale']}; "
-        f"AI call: its tier as shown (likely / below); threshold {design['threshold']:g}/100 for 'possible' and probability-only outputs",
+        f"Mode: {design['mode']}; confidence scale: {design['confidence_scale']}",
+        f"AI call: its tier as shown (likely / below); threshold {design['threshold']:g}/100 "
+        "for 'possible' and probability-only outputs",
         f"Cases: {design['cases']} ({design['positive_cases']} positive); readers: {len(design['readers'])}",
         f"AI models shown: {', '.join(design['ai_models']) or 'none'}",
         f"Sham AI: {design['sham_share']:.0%} of cases ({design['sham_cases']} cases, probability mirrored)",

@@ -44,8 +44,9 @@ def scripted_answer(reader: str, view: CaseView, unaided_confidence: dict[str, f
 
     Unaided: the confidence from ``unaided_confidence`` (an answer key) or a hash of reader and case.
     Aided: that confidence moved towards the AI shown by ``ai_weight``; agreement is whether the
-    decision matches the AI's call as shown (its tier; without one, its probability at 50). Where the AI calls the case outside its scope it
-    shows no answer: the reader keeps their own confidence and gives no agreement.
+    decision matches the AI's call as shown (its tier; without one, its probability at 50). Where
+    the AI calls the case outside its scope it shows no answer: the reader keeps their own
+    confidence and gives no agreement.
     """
     # Whole numbers, as a reader sets them in the reading window's spin box.
     if unaided_confidence is not None and view.case_code in unaided_confidence:
