@@ -398,3 +398,32 @@ def test_a_check_whose_output_is_missing_disables_the_whole_scope_check(tmp_path
     engine = Engine(discover([tmp_path]).models, provider="cpu")
     verdict = engine.predict(dark_images(1)[0]).scopes["partial"]
     assert verdict.status == "no_check" and "lower_features" in verdict.note
+
+
+def test_figures_of_another_model_are_refused_for_the_card(tmp_path):
+    """`calibrate --figures-only` writes test figures into a card only when they were measured on
+    this model: its weights (where metrics.json names them) and its cut-offs."""
+    from _scoped_models import write_scoped_model
+
+    from radreview.training.calibrate import CalibrationError, embed_figures
+
+    model = tmp_path / "scoped.onnx"
+    card = write_scoped_model(model)
+
+    def metrics(possible: float, sha: str | None) -> Path:
+        point = {"threshold": possible, "sensitivity": {"estimate": 1.0}, "specificity": {"estimate": 0.5}}
+        likely = {"threshold": 0.6, "sensitivity": {"estimate": 0.8}, "specificity": {"estimate": 0.9}}
+        document = {"model": {"file": "scoped.onnx", **({"weights_sha256": sha} if sha else {})},
+                    "labels": {"fractured": {"auc": {"auc": 0.9, "n_pos": 30, "n_neg": 60},
+                                             "card_operating_points": {"possible": point, "likely": likely}}}}
+        path = tmp_path / f"metrics_{possible}_{bool(sha)}.json"
+        path.write_text(json.dumps(document))
+        return path
+
+    with pytest.raises(CalibrationError, match=r"'possible' figures are at p 0.25 but scoped.onnx's cut-off is p 0.3"):
+        embed_figures(model, tmp_path / "out.onnx", metrics(0.25, None))
+    with pytest.raises(CalibrationError, match="measured on other weights"):
+        embed_figures(model, tmp_path / "out.onnx", metrics(0.3, "0" * 64))
+    assert not (tmp_path / "out.onnx").exists()
+    written = embed_figures(model, tmp_path / "out.onnx", metrics(0.3, card.weights_sha256))
+    assert written.validation["labels"]["fractured"]["at_operating_points"]["possible"]["threshold"] == 0.3

@@ -269,17 +269,52 @@ def validation_figures(validation: str | Path | None, external: Sequence[str | P
     return section
 
 
+def load_onnx_model(path: Path):  # type: ignore[no-untyped-def]
+    """The ONNX model in ``path``, or a CalibrationError naming the file (not a protobuf traceback)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.load(str(path))
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise CalibrationError(f"{path}: not a readable ONNX model ({exc or type(exc).__name__})") from None
+
+
+def check_figures_describe(card: ModelCard, model_path: Path, validation: str | Path) -> None:
+    """Refuse test figures measured on another model: other weights (where metrics.json names
+    them) or other cut-offs than the card's (the figures at operating points would be false)."""
+    try:
+        figures = json.loads(Path(validation).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CalibrationError(f"{validation}: not a metrics.json from radreview evaluate ({exc})") from None
+    measured = (figures.get("model") or {}).get("weights_sha256")
+    if measured and measured != card.weights_sha256:
+        raise CalibrationError(f"{validation}: measured on other weights ({measured[:8]}...) than "
+                               f"{model_path.name} ({card.weights_sha256[:8]}...); evaluate this model")
+    for label in card.labels:
+        stored = (figures.get("labels", {}).get(label.name) or {}).get("card_operating_points", {})
+        if label.operating_points is None or not stored:
+            continue
+        for point in ("possible", "likely"):
+            mine = getattr(label.operating_points, point)
+            theirs = (stored.get(point) or {}).get("threshold")
+            if theirs is None or abs(float(theirs) - mine) > 1e-9 * max(1.0, abs(mine)):
+                raise CalibrationError(
+                    f"{validation}: its {label.name} '{point}' figures are at p {theirs} but {model_path.name}'s "
+                    f"cut-off is p {mine:.6g}: the figures describe another model; evaluate this one")
+
+
 def embed_figures(model_path: str | Path, out_path: str | Path, validation: str | Path | None,
                   external: Sequence[str | Path] = (), version: str | None = None) -> ModelCard:
     """Write ``radreview evaluate`` figures into a calibrated model's card, changing nothing else
     (the second step: the figures can only be measured once the operating points exist)."""
-    import onnx
-
     model_path, out_path = Path(model_path), Path(out_path)
-    model = onnx.load(str(model_path))
+    model = load_onnx_model(model_path)
     card = card_from_onnx_model(model, model_path, verify_checksum=True)
     if card.scope_check is None and not any(lab.calibration for lab in card.labels):
         raise CalibrationError(f"{model_path}: not calibrated yet; run radreview calibrate without --figures-only")
+    if validation is not None:
+        check_figures_describe(card, model_path, validation)
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "model.onnx"
         staged.write_bytes(model_path.read_bytes())
@@ -319,7 +354,7 @@ def calibrate_model_file(
     from radreview.inference.sessions import create_session
 
     model_path, out_path = Path(model_path), Path(out_path)
-    model = onnx.load(str(model_path))
+    model = load_onnx_model(model_path)
     card = card_from_onnx_model(model, model_path, verify_checksum=True)
     add_features_output(model)
     dataset = data if isinstance(data, LabelledDataset) else load_dataset(data, **dataset_options)

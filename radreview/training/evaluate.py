@@ -106,6 +106,7 @@ def _load_onnx(path: Path, provider: str) -> EvalModel:
         for l in card.labels if l.operating_points
     }
     meta = {"name": card.name, "version": card.version, "precision": card.precision,
+            "weights_sha256": card.weights_sha256,  # which weights these figures describe (calibrate checks it)
             "calibrated": bool(np.any(scale != 1) or np.any(offset != 0)), "scope_check": scope is not None}
     model = EvalModel(path, "onnx", labels, card.input.height, card.input.width, tuple(card.input.mean),
                       tuple(card.input.std), points, None, run, meta=meta)

@@ -390,6 +390,17 @@ def _refit_on_int8(card: ModelCard, int8_path: Path, data: _Data, cache_dir: Pat
     return refitted, report
 
 
+def int8_validation_note(card: ModelCard) -> dict[str, Any]:
+    """The int8 card's ``validation`` section: the float32 figures are not this file's. The parity
+    figures (quantization.parity) are its measured difference; its own test figures come from
+    ``radreview evaluate`` on the int8 file."""
+    source = (card.validation or {}).get("source", "")
+    return {"source": "not measured on this int8 file: run radreview evaluate on it for its test figures "
+                      "(quantization.parity gives its difference from float32 on the validation split)"
+                      + (f"; the float32 file's were: {source}" if source else ""),
+            "labels": {}}
+
+
 def quantize_model_file(
     float_model: str | Path,
     data: str | Path | LabelledDataset,
@@ -453,7 +464,8 @@ def quantize_model_file(
             "gate": {"auc_tolerance": gate.auc_tolerance, "tier_agreement": gate.tier_agreement},
             "kept_float": excluded,
         }
-        int8_card = replace(card, precision="int8", quantization=quantization)
+        # the float32 file's test figures were never measured on the int8 one: say so instead
+        int8_card = replace(card, precision="int8", quantization=quantization, validation=int8_validation_note(card))
         write_card(int8_path, int8_card)
         float_results = engine_results(float_model, loaded.val, cancel=is_cancelled, progress=stage(2))
         int8_results = engine_results(int8_path, loaded.val, cancel=is_cancelled, progress=stage(3))
