@@ -142,6 +142,30 @@ def test_split_is_grouped_seeded_written_and_reused(tmp_path) -> None:
     # a split whose labels do not fit the dataset is refused with the file named
     with pytest.raises(DatasetError, match="split.csv"):
         read_split(split_file, load_fracatlas(FRACATLAS_DIR, ("fracture",)))
+    # so are a file that is not a split file at all and a row that lacks its labels (not a KeyError)
+    lines = split_file.read_text().splitlines()
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text("\n".join([lines[0].replace("split,path", "fold,file"), *lines[1:]]) + "\n")
+    with pytest.raises(DatasetError, match=r"renamed.csv: not a split file \(its first columns are \['fold', 'file'"):
+        read_split(renamed, data)
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join([lines[0], lines[1], lines[2].rsplit(",", 1)[0]]) + "\n")
+    with pytest.raises(DatasetError, match=r"short.csv:3: a label value is missing or not a number \(hardware=None\)"):
+        read_split(short, data)
+
+
+def test_a_fracatlas_folder_refuses_csv_label_options() -> None:
+    """--label-columns on a FracAtlas folder was silently ignored: the run measured all six labels."""
+    with pytest.raises(DatasetError, match="a FracAtlas folder has its own labels; --label-columns"):
+        load_dataset(FRACATLAS_DIR, label_columns=["nosuchcol"])
+
+
+def test_a_csv_group_column_is_the_group_by_default(tmp_path) -> None:
+    """As the help says (labels: all columns but path and group): a 'group' column is not a label."""
+    images = _place(_fracatlas_images(2), tmp_path)
+    (tmp_path / "d.csv").write_text("path,group,fracture\n" + "".join(f"{p.name},P{i},{i}\n" for i, p in enumerate(images)))
+    data = load_csv(tmp_path / "d.csv")
+    assert [l.name for l in data.labels] == ["fracture"] and [s.group for s in data.samples] == ["P0", "P1"]
 
 
 def test_fracatlas_labels_and_attribution() -> None:

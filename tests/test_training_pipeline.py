@@ -196,7 +196,7 @@ def test_cli_train_export_evaluate(tmp_path, capsys) -> None:
     assert card.training_run["trainable_stages"] == 0  # the fracture paper's recipe: top layer only
 
 
-def test_bad_inputs_are_named(tmp_path, caplog) -> None:
+def test_bad_inputs_are_named(tmp_path, caplog, capsys) -> None:
     from radreview.cli import main
 
     one_class = tmp_path / "one"
@@ -206,6 +206,14 @@ def test_bad_inputs_are_named(tmp_path, caplog) -> None:
         train_classifier(_tiny(one_class, tmp_path / "r1"))
     assert main(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "r2")]) == 2
     assert main(["evaluate", str(tmp_path / "none.onnx"), str(FRACATLAS_DIR), "--out", str(tmp_path / "e")]) == 2
+    # a split whose every path is wrong: said in words (it ended in numpy's "need at least one array")
+    shipped = Path(__file__).resolve().parents[1] / "models"
+    rows = (shipped / "evaluation" / "split.csv").read_text().splitlines()
+    test_rows = [r.replace(".jpg", "_moved.jpg") for r in rows[1:] if r.startswith("test,")][:3]
+    (tmp_path / "moved.csv").write_text("\n".join([rows[0], *test_rows]) + "\n")
+    assert main(["evaluate", str(shipped / "msk_region_fracture_hardware.onnx"), str(FRACATLAS_DIR), "--split", "test",
+                 "--split-file", str(tmp_path / "moved.csv"), "--out", str(tmp_path / "e2")]) == 2
+    assert "none of the 3 images could be read" in capsys.readouterr().err
     # an unreadable image is named and left out; training goes on
     tree = _stand_in_tree(tmp_path / "data", "hardware", n=6)
     broken = tree / "hardware" / "broken.jpg"

@@ -174,6 +174,9 @@ def _is_flag(values: list[str]) -> bool:
     return all(v.strip() in ("0", "1", "0.0", "1.0") for v in values)
 
 
+DEFAULT_GROUP_COLUMN = "group"  # a CSV's patient/study column when none is named (as split files write it)
+
+
 def load_csv(
     csv_path: str | Path,
     image_root: str | Path | None = None,
@@ -196,6 +199,8 @@ def load_csv(
         raise DatasetError(f"{csv_path}: no '{path_column}' column (columns: {', '.join(columns)})")
     if group_column and group_column not in columns:
         raise DatasetError(f"{csv_path}: no group column '{group_column}'")
+    if group_column is None and DEFAULT_GROUP_COLUMN in columns:  # as the help says: "all but path/group"
+        group_column = DEFAULT_GROUP_COLUMN
     if label_columns is None:
         label_columns = [c for c in columns if c not in (path_column, group_column)]
     missing = [c for c in label_columns if c not in columns]
@@ -310,6 +315,9 @@ def load_dataset(
     if source.is_dir() and (source / "dataset.csv").is_file() and (source / "images").is_dir():
         columns, _ = _read_csv(source / "dataset.csv")
         if "image_id" in columns and "fractured" in columns:
+            if label_columns is not None or group_column is not None:  # silently ignored before
+                raise DatasetError(f"{source}: a FracAtlas folder has its own labels; --label-columns and "
+                                   "--group-column are for CSV datasets (choose tasks with --fracatlas-tasks)")
             return load_fracatlas(source, fracatlas_tasks)
     if source.is_file():
         if source.suffix.lower() != ".csv":

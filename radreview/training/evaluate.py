@@ -238,6 +238,10 @@ def evaluate_model(
     pixels, kept, problems = load_letterboxed(samples, model.height, model.width, None, None, is_cancelled)
     for problem in problems:
         log.warning("%s", problem)
+    if not kept:
+        raise EvaluationError(f"none of the {len(samples)} images could be read ({len(problems)} problems, "
+                              f"the first: {problems[0] if problems else 'none'}): check the data folder and "
+                              "the split file's paths")
     logits, cams = _predict(model, pixels, progress, is_cancelled)
     probs = label_probabilities(logits, model.labels)
     targets = np.asarray([s.targets for s in kept], dtype=np.float64).reshape(len(kept), -1)

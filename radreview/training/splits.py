@@ -107,13 +107,16 @@ def _relative(path: Path, dataset: LabelledDataset) -> str:
         return str(path)
 
 
+SPLIT_COLUMNS = ["split", "path", "sha256", "group"]  # then one column per label
+
+
 def write_split(path: str | Path, dataset: LabelledDataset, split: dict[str, list[Sample]]) -> None:
     """CSV: split, path (relative to the dataset when inside it), sha256, group, one column per label."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["split", "path", "sha256", "group", *(label.name for label in dataset.labels)])
+        writer.writerow([*SPLIT_COLUMNS, *(label.name for label in dataset.labels)])
         for name in SPLITS:
             for s in split.get(name, []):
                 writer.writerow([name, _relative(s.path, dataset), s.sha256, s.group, *(f"{t:g}" for t in s.targets)])
@@ -125,16 +128,26 @@ def read_split(path: str | Path, dataset: LabelledDataset) -> dict[str, list[Sam
     names = [label.name for label in dataset.labels]
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        if reader.fieldnames is None or reader.fieldnames[4:] != names:
-            raise DatasetError(f"{path}: the split's label columns {reader.fieldnames and reader.fieldnames[4:]} "
+        columns = list(reader.fieldnames or [])
+        if columns[:4] != SPLIT_COLUMNS:
+            raise DatasetError(f"{path}: not a split file (its first columns are {columns[:4]}, "
+                               f"a split file's are {SPLIT_COLUMNS}, then one per label)")
+        if columns[4:] != names:
+            raise DatasetError(f"{path}: the split's label columns {columns[4:]} "
                                f"do not match the dataset's labels {names}")
         out: dict[str, list[Sample]] = {name: [] for name in SPLITS}
         for line, row in enumerate(reader, start=2):
             if row["split"] not in out:
                 raise DatasetError(f"{path}:{line}: unknown split {row['split']!r}")
-            out[row["split"]].append(
-                Sample(_dataset_root(dataset) / row["path"], tuple(float(row[n]) for n in names), row["group"], row["sha256"])
-            )
+            try:
+                targets = tuple(float(row[n]) for n in names)
+            except (TypeError, ValueError):
+                raise DatasetError(f"{path}:{line}: a label value is missing or not a number "
+                                   f"({', '.join(f'{n}={row[n]!r}' for n in names)})") from None
+            if not row["path"]:
+                raise DatasetError(f"{path}:{line}: no path")
+            out[row["split"]].append(Sample(_dataset_root(dataset) / row["path"], targets, row["group"] or "",
+                                            row["sha256"] or ""))
     return out
 
 
