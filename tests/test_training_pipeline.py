@@ -300,3 +300,21 @@ def test_export_int8_writes_both_precisions_from_the_run_s_own_data(fracatlas_ru
     assert int8_card.quantization["float32_sha256"] == float_card.weights_sha256
     assert int8_card.quantization["calibration_set"]["split"] == "train"
     assert "AUC float32" in printed.out
+
+
+def test_few_cases_or_a_perfect_auc_get_the_conservative_interval_and_a_warning() -> None:
+    """evaluate stores and prints why DeLong's interval cannot be trusted (3 positives, AUC 1) and
+    the conservative interval that holds, as the reader-study statistics do."""
+    from radreview.training.evaluate import _label_figures, format_summary
+
+    y = np.array([1, 1, 1] + [0] * 20)
+    p = np.r_[[0.9, 0.8, 0.7], np.linspace(0.1, 0.5, 20)]
+    auc = _label_figures(y, p, {"possible": 0.2, "likely": 0.6})["auc"]
+    assert (auc["auc"], auc["low"], auc["high"]) == (1.0, 1.0, 1.0)
+    assert "3 positive and 20 negative cases" in auc["unreliable"] and auc["conservative_low"] < 0.6
+    many = _label_figures(np.r_[np.ones(40, int), np.zeros(40, int)], np.r_[np.linspace(0.3, 1, 40), np.linspace(0, 0.7, 40)],
+                          {})["auc"]
+    assert "unreliable" not in many
+    summary = format_summary({"description": "d", "n_images": 23, "macro_auc": 1.0,
+                              "labels": {"hardware": {"auc": auc, "card_operating_points": {}, "no_tier": "rests on 8"}}})
+    assert "! DeLong CI unreliable" in summary and "no tier shown (rests on 8)" in summary

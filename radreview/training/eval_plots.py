@@ -20,8 +20,11 @@ def plot_roc(labels: dict[str, Any], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=110)
     for name, fig_data in labels.items():
         roc, auc = fig_data["roc"], fig_data["auc"]
+        low, high = (auc["conservative_low"], auc["conservative_high"]) if auc.get("unreliable") else (auc["low"], auc["high"])
+        mark = " \u2020" if auc.get("unreliable") else ""
         line = ax.plot(roc["fpr"], roc["tpr"], lw=1.6,
-                       label=f"{name}: AUC {auc['auc']:.3f} ({auc['low']:.3f}-{auc['high']:.3f})")[0]
+                       label=f"{name}: AUC {auc['auc']:.3f} ({low:.3f}-{high:.3f}){mark}; "
+                             f"{auc['n_pos']} pos / {auc['n_neg']} neg")[0]
         for point, stats in fig_data.get("card_operating_points", {}).items():
             if point == "youden":
                 continue
@@ -30,14 +33,17 @@ def plot_roc(labels: dict[str, Any], path: Path, title: str) -> None:
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01), aspect="equal")
     ax.set_title(title, fontsize=8)
-    ax.legend(loc="lower right", fontsize=7, title="DeLong 95% CI; o possible, \u25a1 likely", title_fontsize=6)
+    title = "DeLong 95% CI; o possible, \u25a1 likely"
+    if any(fig_data["auc"].get("unreliable") for fig_data in labels.values()):
+        title += "\n\u2020 few cases or AUC 0/1: conservative CI (DeLong unreliable)"
+    ax.legend(loc="lower right", fontsize=7, title=title, title_fontsize=6)
     fig.text(0.01, 0.005, RESEARCH_USE_NOTICE, fontsize=5, color="grey")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def plot_reliability(labels: dict[str, Any], path: Path) -> None:
+def plot_reliability(labels: dict[str, Any], path: Path, title: str = "") -> None:
     """Observed frequency against mean predicted probability per bin (marker size: bin count)."""
     fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=110)
     for name, fig_data in labels.items():
@@ -49,12 +55,15 @@ def plot_reliability(labels: dict[str, Any], path: Path) -> None:
         keep = counts > 0
         mean_p = np.asarray(rel["mean_predicted"], dtype=float)[keep]
         observed = np.asarray(rel["fraction_positive"], dtype=float)[keep]
-        line = ax.plot(mean_p, observed, "-", lw=1, label=f"{name}: ECE {cal['ece']:.3f}, Brier {cal['brier']:.3f}")[0]
+        auc = fig_data.get("auc", {})
+        line = ax.plot(mean_p, observed, "-", lw=1, label=f"{name}: ECE {cal['ece']:.3f}, Brier {cal['brier']:.3f}; "
+                                                            f"{auc.get('n_pos', '?')} pos / {auc.get('n_neg', '?')} neg")[0]
         ax.scatter(mean_p, observed, s=8 + 40 * counts[keep] / max(counts.max(), 1), color=line.get_color())
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
     ax.set(xlabel="mean predicted probability", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1), aspect="equal")
     ax.legend(loc="upper left", fontsize=7)
-    ax.set_title("Reliability (calibration)", fontsize=9)
+    ax.set_title("Reliability (calibration)" + (f"\n{title}" if title else ""), fontsize=8)
+    fig.text(0.01, 0.005, RESEARCH_USE_NOTICE, fontsize=5, color="grey")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

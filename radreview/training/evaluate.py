@@ -28,6 +28,7 @@ from radreview import RESEARCH_USE_NOTICE
 from radreview.metrics import operating_point, roc_curve, youden_threshold
 from radreview.metrics.calibration import brier_score, expected_calibration_error, reliability_curve
 from radreview.metrics.delong import auc_ci
+from radreview.metrics.small_sample import auc_conservative_interval, delong_unreliable_reason
 from radreview.training.datasets import DatasetError, LabelledDataset, Sample, load_dataset
 from radreview.training.image_cache import Cancelled, load_letterboxed
 from radreview.training.letterbox import normalise
@@ -107,6 +108,9 @@ def _load_onnx(path: Path, provider: str) -> EvalModel:
     }
     meta = {"name": card.name, "version": card.version, "precision": card.precision,
             "weights_sha256": card.weights_sha256,  # which weights these figures describe (calibrate checks it)
+            # labels whose cut-offs rest on too few validation cases: the viewer shows them no tier
+            "no_tier": {l.name: l.operating_points.unreliable_reason for l in card.labels
+                        if l.operating_points and not l.operating_points.reliable},
             "calibrated": bool(np.any(scale != 1) or np.any(offset != 0)), "scope_check": scope is not None}
     model = EvalModel(path, "onnx", labels, card.input.height, card.input.width, tuple(card.input.mean),
                       tuple(card.input.std), points, None, run, meta=meta)
@@ -200,10 +204,15 @@ def calibration_figures(y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BI
 
 def _label_figures(y: np.ndarray, p: np.ndarray, points: dict[str, float]) -> dict[str, Any]:
     ci = auc_ci(y, p)
+    auc: dict[str, Any] = {"auc": ci.auc, "low": ci.lower, "high": ci.upper, "se": ci.se, "method": "DeLong 95% CI",
+                           "n_pos": ci.n_positive, "n_neg": ci.n_negative}
+    unreliable = delong_unreliable_reason(ci.auc, ci.n_positive, ci.n_negative)
+    if unreliable:  # few cases or an AUC of 0/1: DeLong's interval is too narrow; say so, give the safe one
+        low, high = auc_conservative_interval(ci.auc, ci.n_positive, ci.n_negative)
+        auc.update(unreliable=unreliable, conservative_low=low, conservative_high=high)
     out: dict[str, Any] = {
         "n": int(len(y)),
-        "auc": {"auc": ci.auc, "low": ci.lower, "high": ci.upper, "se": ci.se, "method": "DeLong 95% CI",
-                "n_pos": ci.n_positive, "n_neg": ci.n_negative},
+        "auc": auc,
         "roc": roc_curve(y, p).to_dict(),
         "card_operating_points": {name: operating_point(y, p, float(t)).to_dict() for name, t in points.items()},
         "youden_on_this_data": youden_threshold(y, p).to_dict(),
@@ -254,6 +263,8 @@ def evaluate_model(
             skipped[name] = f"only {'positives' if y[0] else 'negatives'} in the data: no AUC"
             continue
         labels[name] = _label_figures(y, probs[:, model_col], model.operating_points.get(name, {}))
+        if name in model.meta.get("no_tier", {}):
+            labels[name]["no_tier"] = model.meta["no_tier"][name]
     if not labels:
         raise EvaluationError(f"{data}: every label lacks positives or negatives ({skipped})")
     aucs = [v["auc"]["auc"] for v in labels.values()]
@@ -287,10 +298,12 @@ def evaluate_model(
     from radreview.training import eval_plots
 
     names = list(labels)
-    eval_plots.plot_roc(labels, out_dir / "roc.png", f"{model.path.name}: {description}")
+    # every plot names the model, the data and the split it was measured on (the legend: the positives)
+    measured_on = f"{Path(data).name}, {description}"
+    eval_plots.plot_roc(labels, out_dir / "roc.png", f"{model.path.name} on {measured_on}")
     for name in names:
-        eval_plots.plot_roc({name: labels[name]}, out_dir / f"roc_{name}.png", f"{name}: {description}")
-    eval_plots.plot_reliability(labels, out_dir / "reliability.png")
+        eval_plots.plot_roc({name: labels[name]}, out_dir / f"roc_{name}.png", f"{name}: {model.path.name} on {measured_on}")
+    eval_plots.plot_reliability(labels, out_dir / "reliability.png", f"{model.path.name} on {measured_on}")
     _write_predictions(out_dir / "predictions.csv", kept, targets, probs, pairs, model)
     result["cam_examples"] = _cam_examples(model, pixels, cams, targets, probs, pairs, labels, out_dir / "cam", cam_examples)
     result["duration_s"] = round(time.time() - started, 1)
@@ -400,11 +413,16 @@ def format_summary(result: dict[str, Any]) -> str:
     for name, fig in result["labels"].items():
         auc = fig["auc"]
         line = f"  {name:<12} AUC {auc['auc']:.3f} (95% CI {auc['low']:.3f}-{auc['high']:.3f}; {auc['n_pos']} pos / {auc['n_neg']} neg)"
+        if fig.get("no_tier"):
+            line += f"; no tier shown ({fig['no_tier']}), at its cut-offs"
         for point in ("possible", "likely"):
             stats = fig["card_operating_points"].get(point)
             if stats:
                 line += f"; {point}: sens {stats['sensitivity']['estimate']:.2f} spec {stats['specificity']['estimate']:.2f}"
         lines.append(line)
+        if auc.get("unreliable"):
+            lines.append(f"  {'':<12} ! DeLong CI unreliable ({auc['unreliable']}): conservative 95% CI "
+                         f"{auc['conservative_low']:.3f}-{auc['conservative_high']:.3f}")
     for name, why in result.get("skipped_labels", {}).items():
         lines.append(f"  {name:<12} skipped: {why}")
     return "\n".join(lines)
