@@ -124,6 +124,25 @@ def test_heatmap_captures_carry_the_notice_burned_in(predicted) -> None:
     assert np.asarray(pydicom.dcmread(captures[0]).pixel_array).dtype == np.uint8
 
 
+def test_a_study_that_comes_back_with_its_captures_is_predicted_without_them(predicted, tmp_path) -> None:
+    """Retrieved after its results were sent, a study holds radreview's heatmap captures: they are
+    left out (and listed), not read as radiographs whose findings join the study's."""
+    import json
+    import shutil
+
+    out, _ = predicted
+    folder = tmp_path / "retrieved"
+    folder.mkdir()
+    for path in [*LEG_FILES, *sorted((out / "sr").glob("*_SC.dcm"))]:
+        shutil.copy(path, folder / path.name)
+    assert main(["predict", str(folder), "--out", str(tmp_path / "again.json"), "--quiet", "--workers", "1"]) == 0
+    document = json.loads((tmp_path / "again.json").read_text())
+    assert {row["image_id"] for row in document["images"]} == {"S00001-I001", "S00001-I002"}  # the two radiographs
+    assert [row["views"] for row in document["studies"]][0] == 2
+    captures = len(list((out / "sr").glob("*_SC.dcm")))
+    assert sum("radreview's own heatmap capture" in p["reason"] for p in document["problems"]) == captures > 0
+
+
 @pytest.mark.orthanc
 def test_sr_and_captures_go_to_the_pacs_and_are_found_there(predicted, orthanc, tmp_path, monkeypatch) -> None:
     from radreview.pacs import PacsSettings, save_pacs_settings

@@ -25,7 +25,7 @@ from radreview.inference.aggregate import StudyLabelResult, aggregate_studies
 from radreview.inference.cam import DEFAULT_OPACITY
 from radreview.inference.engine import REGION_TASK, Engine, ImageResult, Prepared
 from radreview.inference.fast_decode import display_gray
-from radreview.inference.heatmap_files import encode, overlay
+from radreview.inference.heatmap_files import HEATMAP_SERIES_DESCRIPTION, encode, overlay
 from radreview.inference.preprocess import cam_to_image, display_shape
 from radreview.inference.presentation import TIER_WORDS, HeatmapLegend, format_probability, present_heatmap
 
@@ -229,6 +229,20 @@ def heatmap_path(cam_dir: Path, image_id: str, model: str, label: str, suffix: s
     return path
 
 
+def radiographs_of(study, problems: list[tuple[Path, str]]) -> list:  # type: ignore[no-untyped-def]
+    """The study's images to predict: not radreview's own heatmap captures, which come back with a
+    study retrieved after its results were sent (they would be read as radiographs and their
+    findings added to the study's); each left out is listed in ``problems``."""
+    kept = []
+    for series in study.series:
+        if series.description == HEATMAP_SERIES_DESCRIPTION:
+            problems.extend((entry.path, "radreview's own heatmap capture (a derived image): not predicted")
+                            for entry in series.images)
+        else:
+            kept.extend(series.images)
+    return kept
+
+
 def predict_paths(
     paths: Sequence[str | Path],
     engine: Engine,
@@ -266,12 +280,13 @@ def predict_paths(
         return out
 
     records: list[ImageRecord] = []
+    entries = []
     for s, study in enumerate(index.studies(), start=1):
         patient_key = next((p.key for p in index.patients if study in p.studies), "")
-        for i, entry in enumerate(study.images(), start=1):
+        for i, entry in enumerate(radiographs_of(study, out.problems), start=1):
             records.append(ImageRecord(f"S{s:05d}-I{i:03d}", f"S{s:05d}", None, entry.path, patient_key,
                                        study.uid, entry.sop_instance_uid, entry.rows, entry.columns))
-    entries = [entry for study in index.studies() for entry in study.images()]
+            entries.append(entry)
     total = len(entries)
     cam_path = Path(cam_dir) if cam_dir else None
     if cam_path:

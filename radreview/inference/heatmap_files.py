@@ -35,6 +35,9 @@ except ImportError:  # the same zlib stream, about four times slower (see the mo
     _deflate = zlib  # type: ignore[assignment]
 
 CAM_FORMATS = ("png", "jpeg")
+# The series of heatmap captures radreview returns to the PACS (radreview.pacs.sr): derived images,
+# never predicted again when the study comes back with them.
+HEATMAP_SERIES_DESCRIPTION = "radreview AI heatmaps (research use only)"
 PNG_LEVEL = 1  # ISA-L's 0..3 (zlib's 1..9 where ISA-L is missing): 1 is as small as zlib's 1, 4x as fast
 DEFLATE = "isal" if _deflate is not zlib else "zlib"  # what compresses the heatmap PNGs here
 JPEG_QUALITY = 90

@@ -34,6 +34,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from radreview import RESEARCH_USE_NOTICE, __version__
+from radreview.inference.heatmap_files import HEATMAP_SERIES_DESCRIPTION
 from radreview.pacs.errors import SrError, short_uid
 
 log = logging.getLogger(__name__)
@@ -280,7 +281,7 @@ def build_heatmap_capture(source: Dataset, rgb: np.ndarray, caption: str, series
     # source's, copied as it is; empty (type 2: unknown) when the source has none.
     sc.PatientOrientation = source.get("PatientOrientation", "") or ""
     sc.BurnedInAnnotation = "YES"
-    sc.SeriesDescription = "radreview AI heatmaps (research use only)"
+    sc.SeriesDescription = HEATMAP_SERIES_DESCRIPTION  # predict leaves this series out
     sc.ImageComments = f"{caption}. {RESEARCH_USE_NOTICE}"[:10240]
     sc.DerivationDescription = "class-activation heatmap blended over the displayed radiograph"[:1024]
     sc.SoftwareVersions = __version__
