@@ -16,7 +16,7 @@ from pydicom.data import get_testdata_file
 from pynetdicom.pdu import A_ASSOCIATE_RJ
 
 from radreview import RESEARCH_USE_NOTICE
-from radreview.pacs import AssociationRejected, PacsNode, PacsSettings, PacsUnreachable, SrError
+from radreview.pacs import AssociationRejected, OperationFailed, PacsNode, PacsSettings, PacsUnreachable, SrError
 from radreview.pacs.cache import (
     INCOMPLETE_MARKER,
     cached_instances,
@@ -172,6 +172,45 @@ def test_unreachable_node_is_named() -> None:
         echo(PacsNode("typo", "A", "no-such-host.invalid", 104), timeout=5)
     with pytest.raises(PacsUnreachable, match=r"http://127\.0\.0\.1:\d+/dicom-web: unreachable"):
         DicomWebClient(f"http://127.0.0.1:{_free_port()}/dicom-web", timeout=5).search()
+
+
+def test_dicomweb_at_a_wrong_url_is_said_in_words() -> None:
+    """A DICOM port (no HTTP at all) and a REST API that is not DICOMweb (Orthanc's root without
+    /dicom-web answers a list of IDs): messages naming the URL, no traceback."""
+    import http.server
+
+    silent = socket.create_server(("127.0.0.1", 0))
+
+    def hang_up() -> None:
+        with silent:
+            for _ in range(2):
+                connection, _ = silent.accept()
+                connection.recv(4096)
+                connection.close()  # as a DICOM SCP does with an HTTP request
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    with pytest.raises(PacsUnreachable, match=r"dicom-web: the connection broke off .*is this a DICOMweb URL\?"):
+        DicomWebClient(f"http://127.0.0.1:{silent.getsockname()[1]}/dicom-web", timeout=5).search()
+
+    class NotDicomWeb(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+            body = b'["5f3e", "a12b"]'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotDicomWeb)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(OperationFailed, match=r"not a list of DICOM data sets; is the URL the DICOMweb root"):
+            DicomWebClient(f"http://127.0.0.1:{server.server_port}", timeout=5).search()
+    finally:
+        server.shutdown()
 
 
 def test_listener_rejects_a_wrong_called_ae_title(tmp_path) -> None:

@@ -91,6 +91,23 @@ def test_send_find_and_retrieve_by_get_move_and_wado(orthanc, dcmtk, tmp_path) -
     assert {r["StudyInstanceUID"] for r in web.search("STUDY")} == set(by_uid)
 
 
+def test_find_csv_neutralises_formulas_from_the_pacs(orthanc, tmp_path) -> None:
+    """A description "=HYPERLINK(...)" typed at the modality must not run when the CSV is opened."""
+    from radreview.cli import main
+
+    ds = pydicom.dcmread(RG3)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.PatientID, ds.StudyDescription = "INJ-1", '=HYPERLINK("http://evil.example/x","click")'
+    ds.save_as(tmp_path / "injected.dcm")
+    send(orthanc.node(), [tmp_path / "injected.dcm"], orthanc.move_aet)
+    out = tmp_path / "matches.csv"
+    assert main(["pacs", "find", "--host", orthanc.host, "--port", str(orthanc.port), "--called-aet", orthanc.aet,
+                 "--aet", orthanc.move_aet, "--patient-id", "INJ-1", "--out", str(out)]) == 0
+    [row] = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert row["StudyDescription"] == "\'=HYPERLINK(\"http://evil.example/x\",\"click\")"
+
+
 def test_find_csv_and_get_through_the_command(orthanc, tmp_path, capsys, monkeypatch) -> None:
     from radreview.cli import main
 

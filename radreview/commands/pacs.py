@@ -11,7 +11,6 @@ appears only in what the command prints or writes, never in the log.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -187,7 +186,10 @@ def _find(args: argparse.Namespace) -> int:
             path = Path(args.out)
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(RETURN_KEYS[level]))
+                from radreview.csv_safety import SafeDictWriter
+
+                # the PACS's text is not ours: a description "=HYPERLINK(...)" must not run in a spreadsheet
+                writer = SafeDictWriter(handle, fieldnames=list(RETURN_KEYS[level]))
                 writer.writeheader()
                 writer.writerows(rows)
         except OSError as exc:

@@ -9,6 +9,7 @@ transfer syntax they are stored in (``transfer-syntax=*``), so pixels arrive as 
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import logging
@@ -67,6 +68,9 @@ class DicomWebClient:
             raise PacsUnreachable(self.label, f"unreachable: {text}") from None
         except TimeoutError:
             raise PacsUnreachable(self.label, f"unreachable: no answer within {self.timeout:g} s") from None
+        except (ConnectionError, http.client.HTTPException) as exc:  # e.g. a DICOM port, not an HTTP server
+            raise PacsUnreachable(self.label, f"the connection broke off ({type(exc).__name__}: {exc or 'no answer'}); "
+                                              "is this a DICOMweb URL?") from None
 
     # -- QIDO-RS ---------------------------------------------------------------------------------
     def search(self, level: str = "STUDY", query: Query | None = None, limit: int = 0) -> list[dict[str, str]]:
@@ -98,9 +102,16 @@ class DicomWebClient:
             items = json.loads(body)
         except ValueError:
             raise OperationFailed(self.label, "QIDO-RS answered with something that is not JSON") from None
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            # e.g. Orthanc's own REST API (a list of IDs) at a URL without /dicom-web
+            raise OperationFailed(self.label, "QIDO-RS answered with JSON that is not a list of DICOM data sets; "
+                                              "is the URL the DICOMweb root (often ending in /dicom-web)?")
         rows = []
         for item in items:
-            ds = Dataset.from_json(item)
+            try:
+                ds = Dataset.from_json(item)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise OperationFailed(self.label, f"QIDO-RS answered with a data set that is not DICOM JSON ({exc})") from None
             rows.append({key: as_text(ds.get(key)) for key in RETURN_KEYS[level]})
         return rows
 
