@@ -342,3 +342,13 @@ def test_listener_on_a_busy_port_says_so(tmp_path) -> None:
         port = busy.getsockname()[1]
         with pytest.raises(PacsError, match=rf"storage SCP RRTEST: cannot listen on 127\.0\.0\.1:{port}: .*radreview pacs listen"):
             StorageListener("RRTEST", port, "127.0.0.1", tmp_path).start()
+
+
+def test_an_error_after_progress_starts_on_its_own_line(capsys) -> None:
+    from radreview.commands import pacs as command
+
+    command._progress("0/1 instances")
+    command._say("orth (ORTHANC@127.0.0.1:4242): refused the C-MOVE")
+    command._say("second")
+    assert capsys.readouterr().err == ("\r  0/1 instances\nradreview pacs: orth (ORTHANC@127.0.0.1:4242): refused the "
+                                       "C-MOVE\nradreview pacs: second\n")

@@ -108,6 +108,19 @@ def test_find_csv_neutralises_formulas_from_the_pacs(orthanc, tmp_path) -> None:
     assert row["StudyDescription"] == "\'=HYPERLINK(\"http://evil.example/x\",\"click\")"
 
 
+def test_send_with_dicomweb_before_the_paths(orthanc, tmp_path, monkeypatch) -> None:
+    """`pacs send --node N --dicomweb FILE` (the order the docs show): the file is sent by STOW-RS,
+    not taken for the URL."""
+    from radreview.cli import main
+
+    monkeypatch.setenv("RADREVIEW_CONFIG_DIR", str(tmp_path / "config"))
+    assert main(["pacs", "node", "add", "main", "--host", orthanc.host, "--port", str(orthanc.port),
+                 "--called-aet", orthanc.aet, "--dicomweb", orthanc.dicomweb]) == 0
+    assert main(["pacs", "send", "--node", "main", "--dicomweb", str(RG3)]) == 0
+    assert str(pydicom.dcmread(RG3, stop_before_pixels=True).SOPInstanceUID) in orthanc.instance_uids()
+    assert main(["pacs", "send", "--node", "main", "--dicomweb"]) == 2  # no path at all: said, not sent
+
+
 def test_find_csv_and_get_through_the_command(orthanc, tmp_path, capsys, monkeypatch) -> None:
     from radreview.cli import main
 

@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     send = actions.add_parser("send", help="C-STORE (or STOW-RS) DICOM files or folders to the node")
     _node_arguments(send, web=True)
-    send.add_argument("paths", nargs="+", metavar="PATH")
+    send.add_argument("paths", nargs="*", metavar="PATH")  # at least one (checked in _send: see there)
 
     listen = actions.add_parser("listen", help="run a storage SCP filing what arrives into the cache (Ctrl+C stops)")
     listen.add_argument("--aet", metavar="AET", help="our AE title (default: the saved one)")
@@ -99,7 +99,25 @@ class UsageError(Exception):
     pass
 
 
+_progress_line_open = False  # a "\r 3/10 instances" line without its newline yet
+
+
+def _progress(text: str) -> None:
+    global _progress_line_open
+    print(f"\r  {text}", end="", file=sys.stderr, flush=True)
+    _progress_line_open = True
+
+
+def _end_progress() -> None:
+    """Close an open progress line, so that what follows starts on its own line."""
+    global _progress_line_open
+    if _progress_line_open:
+        print(file=sys.stderr)
+        _progress_line_open = False
+
+
 def _say(text: str) -> None:
+    _end_progress()  # an error after progress starts on its own line
     print(f"radreview pacs: {text}", file=sys.stderr)
 
 
@@ -219,7 +237,7 @@ def _retrieve(args: argparse.Namespace) -> int:
     status = 0
     for uid in args.study_uid:
         def progress(done: int, total: int) -> None:
-            print(f"\r  {done}/{total} instances", end="", file=sys.stderr, flush=True)
+            _progress(f"{done}/{total} instances")
 
         try:
             if web is not None:
@@ -230,9 +248,8 @@ def _retrieve(args: argparse.Namespace) -> int:
                 result = retrieve_study(node, uid, args.action, root, local, progress=progress, timeout=args.timeout,
                                         destination=getattr(args, "destination", None) or "")
         except ValueError as exc:
-            print(file=sys.stderr)
             raise UsageError(str(exc)) from None
-        print(file=sys.stderr)
+        _end_progress()
         print(result.summary())
         for reason in result.refused:
             _say(f"not filed: {reason}")
@@ -255,6 +272,11 @@ def _class_name(uid: str) -> str:
 def _send(args: argparse.Namespace) -> int:
     from radreview.pacs.send import dicom_files, send
 
+    if args.dicomweb and not args.dicomweb.startswith(("http://", "https://")):
+        # "send --dicomweb a.dcm": --dicomweb's optional URL took the first path; give it back
+        args.paths, args.dicomweb = [args.dicomweb, *args.paths], ""
+    if not args.paths:
+        raise UsageError("send: give at least one PATH (a DICOM file or folder)")
     node, local = _resolve(args)
     files = dicom_files(args.paths)
     missing = [p for p in files if not p.exists()]
@@ -262,7 +284,7 @@ def _send(args: argparse.Namespace) -> int:
         raise UsageError(f"{missing[0]}: no such file or folder")
 
     def progress(done: int, total: int) -> None:
-        print(f"\r  {done}/{total} sent", end="", file=sys.stderr, flush=True)
+        _progress(f"{done}/{total} sent")
 
     if args.dicomweb is not None:
         client = _web_client(args, node)
@@ -271,7 +293,7 @@ def _send(args: argparse.Namespace) -> int:
     else:
         result = send(node, files, local.ae_title, progress=progress, timeout=args.timeout)
         where = node.label
-    print(file=sys.stderr)
+    _end_progress()
     for what, why in result.failed:
         _say(f"{what}: {why}")
     for what, why in result.warnings:
