@@ -98,6 +98,10 @@ def test_faults_show_the_node_and_the_dialog_keeps_working(qtbot, window, orthan
     dialog.aet_edit.setText("")
     dialog.search_button.click()
     assert "AE title cannot be empty" in dialog.status.text() and not dialog.is_busy()
+    dialog.aet_edit.setText(orthanc.aet)
+    dialog.date_edit.setText("2024-01-02")  # not DICOM's YYYYMMDD: said, the dialog keeps working
+    dialog.search_button.click()
+    assert "DICOM dates are YYYYMMDD" in dialog.status.text() and not dialog.is_busy()
 
 
 def test_saved_nodes_fill_the_form(qtbot, tmp_path) -> None:

@@ -139,6 +139,14 @@ def test_retrieval_plan_asks_only_for_what_is_missing() -> None:
     assert resume[0].SOPInstanceUID == "1.1.2"
 
 
+def test_a_date_not_in_dicom_form_is_refused_not_matched_to_nothing() -> None:
+    for good in ("20240102", "20240101-20240131", "20240101-", "-20240131"):
+        assert Query(study_date=good).matching("STUDY")["StudyDate"] == good
+    for bad in ("2024-01-02", "02/01/2024", "2024010"):
+        with pytest.raises(ValueError, match="DICOM dates are YYYYMMDD"):
+            Query(study_date=bad)
+
+
 def test_query_identifiers() -> None:
     ds = identifier("STUDY", Query(patient_id="P*", study_date="20240101-20240131", modality="CR"))
     assert ds.QueryRetrieveLevel == "STUDY" and ds.PatientID == "P*" and ds.ModalitiesInStudy == "CR"

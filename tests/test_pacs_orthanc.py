@@ -89,6 +89,11 @@ def test_send_find_and_retrieve_by_get_move_and_wado(orthanc, dcmtk, tmp_path) -
     rg3 = retrieve_study(node, str(pydicom.dcmread(RG3).StudyInstanceUID), "get", tmp_path / "rg3", local)
     _same_object(RG3, rg3.received[0].path)
     assert {r["StudyInstanceUID"] for r in web.search("STUDY")} == set(by_uid)
+    # QIDO-RS matches as C-FIND does: wildcards and the included fields reach Orthanc unencoded
+    web_leg = web.search("STUDY", Query(patient_name="DEMO^L*"))
+    dimse_leg = find(node, "STUDY", Query(patient_name="DEMO^L*"), local.ae_title)
+    assert [r["StudyInstanceUID"] for r in web_leg] == [r["StudyInstanceUID"] for r in dimse_leg] == [LEG_STUDY]
+    assert web_leg[0]["StudyDescription"] == dimse_leg[0]["StudyDescription"] != ""
 
 
 def test_find_csv_neutralises_formulas_from_the_pacs(orthanc, tmp_path) -> None:

@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
                  else f"T = {figures.get('temperature', 1):.3f}")
         print(f"  {name:<12} {figures['method']}: {extra}")
     for name, ops in report["operating_points"].items():
-        flag = "" if ops["reliable"] else f"  (too few cases: {ops['n_pos']} positive; no tier shown)"
+        flag = "" if ops["reliable"] else (f"  (too few cases: {ops.get('n_pos')} positive and {ops.get('n_neg')} "
+                                           "negative validation images; no tier shown)")
         print(f"  {name:<12} possible >= {ops['possible']:.3g}, likely >= {ops['likely']:.3g}{flag}")
     return 0

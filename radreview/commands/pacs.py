@@ -188,8 +188,11 @@ def _find(args: argparse.Namespace) -> int:
 
     node, local = _resolve(args)
     level = args.level.upper()
-    query = Query(args.patient_id, args.patient_name, args.date, args.modality, args.accession, args.study_uid,
-                  args.series_uid)
+    try:
+        query = Query(args.patient_id, args.patient_name, args.date, args.modality, args.accession, args.study_uid,
+                      args.series_uid)
+    except ValueError as exc:
+        raise UsageError(f"--date: {exc}") from None
     try:
         if args.dicomweb is not None:
             rows = _web_client(args, node).search(level, query, args.limit)

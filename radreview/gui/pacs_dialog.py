@@ -299,7 +299,11 @@ class PacsDialog(QDialog):
         if fields is None:
             return
         node, local = fields
-        query = self.query()
+        try:
+            query = self.query()
+        except ValueError as exc:  # e.g. a date typed as 2024-01-02
+            self._say(str(exc), error=True)
+            return
         if self.method_combo.currentData() == "wado":
             client = DicomWebClient(node.dicomweb_url, name=node.name)
             function = lambda _p, _c: client.search("STUDY", query)  # noqa: E731

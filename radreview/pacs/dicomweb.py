@@ -53,7 +53,9 @@ class DicomWebClient:
                  headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, Message, bytes]:
         url = self.base_url + path
         if params:
-            url += "?" + urllib.parse.urlencode(params)
+            # commas (includefield lists), DICOM wildcards and the name separator ^ as they are: Orthanc
+            # (1.10) matches the raw text and found nothing for %2A or %5E (tests/test_pacs_orthanc.py)
+            url += "?" + urllib.parse.urlencode(params, safe=",*?^")
         request = urllib.request.Request(url, data=data, method=method, headers={**self.headers, **(headers or {})})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only

@@ -8,6 +8,7 @@ through. Each match comes back as a dict of DICOM keyword -> text, with the colu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,9 @@ RETURN_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+DATE_QUERY = re.compile(r"\d{8}|\d{8}-|-\d{8}|\d{8}-\d{8}")
+
+
 @dataclass
 class Query:
     """Matching keys; empty means "any"."""
@@ -46,6 +50,12 @@ class Query:
     accession_number: str = ""
     study_uid: str = ""
     series_uid: str = ""
+
+    def __post_init__(self) -> None:
+        # "2024-01-02" matched nothing, silently: DICOM dates are YYYYMMDD
+        if self.study_date and not DATE_QUERY.fullmatch(self.study_date):
+            raise ValueError(f"study date {self.study_date!r}: DICOM dates are YYYYMMDD, a range "
+                             "YYYYMMDD-YYYYMMDD (either end may be left open, e.g. 20240101-)")
 
     def matching(self, level: str) -> dict[str, str]:
         """Keyword -> value of the keys this query matches on at ``level``."""

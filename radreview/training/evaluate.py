@@ -169,8 +169,9 @@ def _choose_samples(dataset: LabelledDataset, split: str, split_file: Path | Non
     if split not in SPLITS:
         raise EvaluationError(f"unknown split {split!r}: choose test, val, train or all")
     if split_file is None or not split_file.is_file():
+        which = "none was given and the model does not name one" if split_file is None else f"{split_file} not found"
         raise EvaluationError(
-            f"split {split!r} needs the run's split file (--split-file; not found: {split_file}); "
+            f"split {split!r} needs the run's split file (--split-file; {which}); "
             "use --split all for an external test set"
         )
     return read_split(split_file, dataset)[split], f"{split} split of {split_file}"
