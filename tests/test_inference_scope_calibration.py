@@ -427,3 +427,15 @@ def test_figures_of_another_model_are_refused_for_the_card(tmp_path):
     assert not (tmp_path / "out.onnx").exists()
     written = embed_figures(model, tmp_path / "out.onnx", metrics(0.3, card.weights_sha256))
     assert written.validation["labels"]["fractured"]["at_operating_points"]["possible"]["threshold"] == 0.3
+
+
+def test_a_validation_file_that_is_not_metrics_json_is_named(tmp_path):
+    from _scoped_models import write_scoped_model
+
+    from radreview.training.calibrate import CalibrationError, embed_figures
+
+    model = tmp_path / "scoped.onnx"
+    write_scoped_model(model)
+    (tmp_path / "notes.txt").write_text("not json")
+    with pytest.raises(CalibrationError, match=r"notes.txt: not a metrics.json from radreview evaluate"):
+        embed_figures(model, tmp_path / "out.onnx", tmp_path / "notes.txt")

@@ -263,10 +263,21 @@ def validation_figures(validation: str | Path | None, external: Sequence[str | P
         section: dict[str, Any] = {"source": "not measured for these operating points: run radreview evaluate on "
                                              "the test split and calibrate again with --validation", "labels": {}}
     else:
-        section = validation_section({}, json.loads(Path(validation).read_text()))
+        section = validation_section({}, read_metrics(validation))
     if external:
-        section["external"] = [validation_section({}, json.loads(Path(p).read_text())) for p in external]
+        section["external"] = [validation_section({}, read_metrics(p)) for p in external]
     return section
+
+
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    """A metrics.json written by ``radreview evaluate``, or a CalibrationError naming the file."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CalibrationError(f"{path}: not a metrics.json from radreview evaluate ({exc})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("labels"), dict):
+        raise CalibrationError(f"{path}: not a metrics.json from radreview evaluate (no 'labels')")
+    return document
 
 
 def load_onnx_model(path: Path):  # type: ignore[no-untyped-def]
@@ -283,10 +294,7 @@ def load_onnx_model(path: Path):  # type: ignore[no-untyped-def]
 def check_figures_describe(card: ModelCard, model_path: Path, validation: str | Path) -> None:
     """Refuse test figures measured on another model: other weights (where metrics.json names
     them) or other cut-offs than the card's (the figures at operating points would be false)."""
-    try:
-        figures = json.loads(Path(validation).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CalibrationError(f"{validation}: not a metrics.json from radreview evaluate ({exc})") from None
+    figures = read_metrics(validation)
     measured = (figures.get("model") or {}).get("weights_sha256")
     if measured and measured != card.weights_sha256:
         raise CalibrationError(f"{validation}: measured on other weights ({measured[:8]}...) than "
