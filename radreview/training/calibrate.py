@@ -257,8 +257,13 @@ def calibrated_card(card: ModelCard, val: dict[str, np.ndarray], val_targets: np
     return staged, report
 
 
-def validation_figures(validation: str | Path | None, external: Sequence[str | Path] = ()) -> dict[str, Any]:
-    """The card's ``validation`` section: internal test figures and, under ``external``, each external set's."""
+def validation_figures(validation: str | Path | None, external: Sequence[str | Path] = (),
+                       card: ModelCard | None = None, model_name: str = "the model") -> dict[str, Any]:
+    """The card's ``validation`` section: internal test figures and, under ``external``, each external
+    set's; with ``card``, each file must describe it (``check_figures_describe``)."""
+    if card is not None:
+        for path in [*([validation] if validation is not None else []), *external]:
+            check_figures_describe(card, model_name, path)
     if validation is None:
         section: dict[str, Any] = {"source": "not measured for these operating points: run radreview evaluate on "
                                              "the test split and calibrate again with --validation", "labels": {}}
@@ -291,14 +296,14 @@ def load_onnx_model(path: Path):  # type: ignore[no-untyped-def]
         raise CalibrationError(f"{path}: not a readable ONNX model ({exc or type(exc).__name__})") from None
 
 
-def check_figures_describe(card: ModelCard, model_path: Path, validation: str | Path) -> None:
+def check_figures_describe(card: ModelCard, model_name: str, validation: str | Path) -> None:
     """Refuse test figures measured on another model: other weights (where metrics.json names
     them) or other cut-offs than the card's (the figures at operating points would be false)."""
     figures = read_metrics(validation)
     measured = (figures.get("model") or {}).get("weights_sha256")
     if measured and measured != card.weights_sha256:
         raise CalibrationError(f"{validation}: measured on other weights ({measured[:8]}...) than "
-                               f"{model_path.name} ({card.weights_sha256[:8]}...); evaluate this model")
+                               f"{model_name} ({card.weights_sha256[:8]}...); evaluate this model")
     for label in card.labels:
         stored = (figures.get("labels", {}).get(label.name) or {}).get("card_operating_points", {})
         if label.operating_points is None or not stored:
@@ -308,7 +313,7 @@ def check_figures_describe(card: ModelCard, model_path: Path, validation: str | 
             theirs = (stored.get(point) or {}).get("threshold")
             if theirs is None or abs(float(theirs) - mine) > 1e-9 * max(1.0, abs(mine)):
                 raise CalibrationError(
-                    f"{validation}: its {label.name} '{point}' figures are at p {theirs} but {model_path.name}'s "
+                    f"{validation}: its {label.name} '{point}' figures are at p {theirs} but {model_name}'s "
                     f"cut-off is p {mine:.6g}: the figures describe another model; evaluate this one")
 
 
@@ -321,13 +326,11 @@ def embed_figures(model_path: str | Path, out_path: str | Path, validation: str 
     card = card_from_onnx_model(model, model_path, verify_checksum=True)
     if card.scope_check is None and not any(lab.calibration for lab in card.labels):
         raise CalibrationError(f"{model_path}: not calibrated yet; run radreview calibrate without --figures-only")
-    if validation is not None:
-        check_figures_describe(card, model_path, validation)
+    section = validation_figures(validation, external, card, model_path.name)  # refuses another model's
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "model.onnx"
         staged.write_bytes(model_path.read_bytes())
-        written = write_card(staged, replace(card, validation=validation_figures(validation, external),
-                                             version=version or card.version))
+        written = write_card(staged, replace(card, validation=section, version=version or card.version))
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_bytes(staged.read_bytes())
     return written
@@ -399,7 +402,8 @@ def calibrate_model_file(
                                                       "split_file": Path(split_file).name})
         new_card = replace(new_card, training_run={**card.training_run, "calibration": {
             "method": method, "split_file": Path(split_file).name, "n_train": len(train_kept), "n_val": len(val_kept)}},
-            validation=validation_figures(validation, external), version=version or card.version)
+            validation=validation_figures(validation, external, new_card, out_path.name),
+            version=version or card.version)
         write_card(staged_path, new_card)
         written = card_from_onnx_model(onnx.load(str(staged_path)), out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
